@@ -1,0 +1,4 @@
+"""Judges: turn (prompt, response) into a Verdict. See `base` for the protocol and registry."""
+
+from .base import JUDGES, Judge, Verdict, get_judge  # noqa: F401
+from . import keyword  # noqa: F401  (registers "keyword")
