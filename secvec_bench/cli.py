@@ -1,0 +1,55 @@
+"""The `secvec-bench` command line.
+
+Subcommands live one per module in `secvec_bench/commands/`; each module defines `add_to(subparsers)` which adds its
+parser and sets `func`. They are discovered here, so adding a command never edits this file.
+
+Errors: a `UserError` (bad flag, file, field, model path...) prints one line on stderr and exits 2; argparse usage
+errors also exit 2. Ctrl-C exits 130 without a traceback (finished stages are already on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from . import __version__
+from .errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secvec-bench",
+        description="Measure how fine-tuning breaks LLM safety, and how well defenses stop it.",
+    )
+    parser.add_argument("--version", action="version", version=f"secvec-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        add_to = getattr(module, "add_to", None)
+        if add_to is not None:
+            add_to(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"secvec-bench: error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("secvec-bench: interrupted (finished stages are kept; run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
