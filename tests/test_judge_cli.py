@@ -69,7 +69,7 @@ def test_judge_run_adds_verdicts_and_recomputes_rows(tmp_path):
     assert "keywords_sha256" in res["provenance"]["judges"]["keyword"]
     asr = [r for r in res["rows"] if r["judge"] == "keyword" and r["metric"] == "attack_success_rate" and r["seed"] == "all"]
     assert len(asr) == 1 and asr[0]["value"] == pytest.approx(0.5) and asr[0]["n"] == 2
-    assert {r["judge"] for r in res["rows"]} == {"keyword", "other"}
+    assert {r["judge"] for r in res["rows"]} == {"keyword", "other", "coherence"}
     assert not list(run.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
