@@ -16,9 +16,9 @@ from ..judging import JUDGES, get_judge
 from ..judging.runner import judge_file, judge_run
 
 
-def add_judge_arguments(p: argparse.ArgumentParser) -> None:
+def add_judge_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """Flags shared by every command that builds a judge (judge, judge-agreement)."""
-    p.add_argument("--judge", required=True, help=f"judge name ({', '.join(JUDGES.names())})")
+    p.add_argument("--judge", required=required, help=f"judge name ({', '.join(JUDGES.names())})")
     g = p.add_argument_group("judge options (each judge reads the ones it needs)")
     g.add_argument("--keywords-file", help="keyword judge: YAML with 'prefixes' and 'substrings' (default judges/)")
     g.add_argument("--weights", help="classifier judge: weights file (default: the cache dir, see train-classifier)")

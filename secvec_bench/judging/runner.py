@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from .agreement import pairwise_judge_agreement
 from .base import Judge, Verdict
 
 Progress = Callable[[int, int], None]
@@ -89,6 +90,7 @@ def judge_run(
         if missing:
             raise UserError(f"samples file {samples_path} record {i} lacks {', '.join(missing)}")
     results["rows"] = [r.as_dict() for r in rows_from_samples(samples)]
+    results["judge_pairwise_agreement"] = pairwise_judge_agreement(samples)
     prov = results.get("provenance")
     if not isinstance(prov, dict):
         prov = {}

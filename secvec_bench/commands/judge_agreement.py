@@ -1,0 +1,129 @@
+"""`secvec-bench judge-agreement`: measure a judge against human labels, or judges against each other on a run.
+
+    secvec-bench judge-agreement --judge keyword --data-dir ../shared/data        # HarmBench val set, 602 items
+    secvec-bench judge-agreement --judge keyword --labels mine.jsonl              # prompt, response, human_label
+    secvec-bench judge-agreement --judge llm --data-dir D --limit 60              # a seeded subset for slow judges
+    secvec-bench judge-agreement --run runs/<id>                                  # pairwise between stored judges
+
+The report (default `results/judge_agreement/<judge>.json` for the HarmBench set) is what `metrics` reads to
+correct attack success rates for the judge's error (Rogan-Gladen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..io import atomic_write_json, read_json
+from ..judging import JUDGES, get_judge
+from ..judging.agreement import (
+    TARGETS,
+    AgreementReport,
+    agreement_metrics,
+    dataset_info,
+    format_table,
+    pairwise_judge_agreement,
+    select_subset,
+)
+from ..judging.labelled import load_harmbench_val, load_labels_jsonl
+from ..judging.runner import score_records
+from ..results import read_samples
+from ..metrics import default_reliability_dir
+from .judge import add_judge_arguments, judge_options
+
+
+def add_to(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("judge-agreement", help="judge vs human labels (accuracy, kappa, sens, spec + 95% CIs)")
+    add_judge_arguments(p, required=False)
+    p.add_argument("--data-dir", help="data directory holding harmbench/text_behaviors_val_set.json "
+                   "(default env SECVEC_BENCH_DATA)")
+    p.add_argument("--labels", help="JSONL with prompt, response, human_label (instead of HarmBench)")
+    p.add_argument("--target", choices=sorted(TARGETS), default="harmful",
+                   help="which verdict field the human label means (default harmful)")
+    p.add_argument("--limit", type=int, help="score a seeded random subset of this many items (slow judges)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed for --limit and bootstrap (default 0)")
+    p.add_argument("--folds", type=int, default=5, help="grouped CV folds for trainable judges (default 5)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output", help="report JSON (default results/judge_agreement/<judge>.json for HarmBench, "
+                   "results/judge_agreement/<judge>__<labels name>.json for --labels)")
+    p.add_argument("--run", help="instead: agreement between the judges stored in this run's samples.jsonl")
+    p.set_defaults(func=run)
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty() or done == total:
+        print(f"\rjudged {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.run:
+        return _run_pairwise(args)
+    if not args.judge:
+        raise UserError("give --judge NAME (or --run RUN_DIR for agreement between stored judges)")
+    factory = JUDGES.get(args.judge)
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    if args.folds < 2:
+        raise UserError("--folds must be >= 2")
+    ds = load_labels_jsonl(args.labels) if args.labels else load_harmbench_val(args.data_dir)
+    items, subset = select_subset(ds.items, args.limit, args.sample_seed)
+    cv = getattr(factory, "cross_validated_verdicts", None)
+    if cv is not None:
+        verdicts, judge_config = cv(items, folds=args.folds, seed=args.sample_seed, **judge_options(args))
+        evaluation = f"grouped {args.folds}-fold cross-validation by behaviour (never scored on its training items)"
+    else:
+        judge = get_judge(args.judge, **judge_options(args))
+        records = [{"prompt": it.prompt, "response": it.response} for it in items]
+        verdicts = score_records(judge, records, args.batch_size, _progress)
+        judge_config = judge.config()
+        evaluation = "direct (judge not trained on these labels)"
+    pick = TARGETS[args.target]
+    pred = [pick(v) if v.parse_ok else None for v in verdicts]
+    result = agreement_metrics(pred, [it.label for it in items], seed=args.sample_seed)
+    report = AgreementReport(
+        judge=args.judge,
+        judge_config=judge_config,
+        dataset=dataset_info(ds),
+        target=args.target,
+        evaluation=evaluation,
+        result=result,
+        subset=subset,
+    ).as_dict()
+    out = Path(args.output) if args.output else _default_output(args)
+    atomic_write_json(out, report)
+    print(format_table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+def _default_output(args: argparse.Namespace) -> Path:
+    base = default_reliability_dir()
+    if args.labels:
+        return base / "other" / f"{args.judge}__{Path(args.labels).stem}.json"
+    if args.target != "harmful":
+        return base / "other" / f"{args.judge}__{args.target}.json"
+    return base / f"{args.judge}.json"
+
+
+def _run_pairwise(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run)
+    if not (run_dir / "samples.jsonl").is_file():
+        raise UserError(f"--run {run_dir} has no samples.jsonl")
+    samples = read_samples(run_dir)
+    pairs = pairwise_judge_agreement(samples, field=args.target)
+    if not pairs:
+        raise UserError(f"--run {run_dir}: fewer than two judges with scored verdicts on the same samples")
+    results_path = run_dir / "results.json"
+    if results_path.exists():
+        results = read_json(results_path, "results file")
+        if isinstance(results, dict):
+            results["judge_pairwise_agreement"] = pairs
+            atomic_write_json(results_path, results)
+    print(f"{'judges':<28}{'n':>6}{'agree':>8}{'kappa':>8}{'kappa 95% CI':>20}")
+    for p in pairs:
+        k = p["kappa"]
+        print(f"{' vs '.join(p['judges']):<28}{p['n']:>6}{p['agreement']['value']:>8.3f}{k['value']:>8.3f}"
+              f"{'[%.3f, %.3f]' % (k['low'], k['high']):>20}")
+    return 0
