@@ -1,0 +1,1 @@
+"""Data: the built-in offline suite and loaders for public datasets in a data directory."""

@@ -1,0 +1,96 @@
+"""Batched generation with transformers: left padding, greedy by default, prompts bucketed by length.
+
+Left padding keeps each prompt's last token adjacent to its first generated token, so results do not change with
+batch size (RewardBench #137); sorting prompts by token length before batching keeps padding (wasted compute) small.
+Chat formatting is done once per prompt through the tokenizer's template, never per token.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from .chat import prompt_text
+from .progress import bar
+from .training import autocast_context
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    bf16: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenStats:
+    prompts: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    cfg: GenConfig,
+    system: str | None = None,
+    desc: str = "generate",
+    stats: GenStats | None = None,
+) -> list[str]:
+    """Responses to user prompts (chat-formatted with the tokenizer's template), in the input order."""
+    import torch
+
+    texts = [prompt_text(tokenizer, p, system) for p in prompts]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    out: list[str] = [""] * len(texts)
+    t0 = time.perf_counter()
+    new_tokens = 0
+    torch.manual_seed(cfg.seed)
+    model.eval()
+    with bar(total=len(texts), desc=desc, unit="prompt") as pb:
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s : s + cfg.batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = encoded[i]
+                ids[row, width - len(seq) :] = torch.tensor(seq)
+                mask[row, width - len(seq) :] = 1
+            kwargs: dict[str, Any] = dict(
+                max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, pad_token_id=pad_id, eos_token_id=eos
+            )
+            if cfg.do_sample:
+                kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            with torch.no_grad(), autocast_context(cfg.bf16):
+                gen = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            for row, i in enumerate(idx):
+                new = gen[row, width:].tolist()
+                if eos in new:
+                    new = new[: new.index(eos)]
+                new_tokens += len(new)
+                out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+            pb.update(len(idx))
+    if stats is not None:
+        stats.prompts += len(texts)
+        stats.new_tokens += new_tokens
+        stats.seconds += time.perf_counter() - t0
+    return out

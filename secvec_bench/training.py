@@ -1,0 +1,199 @@
+"""Fine-tuning: LoRA or full, loss on assistant tokens only, seeded and deterministic.
+
+One small loop instead of the HF Trainer, so that what is trainable is explicit: the optimiser receives exactly the
+parameters with `requires_grad=True`, and the security-vector defense relies on that (its frozen adapter must never
+reach the optimiser; `train` asserts nothing named in `never_train` is in the optimiser).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from .chat import IGNORE, encode
+from .progress import bar
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one fine-tuning stage (alignment, security vectors or attack)."""
+
+    mode: str = "lora"  # "lora" or "full"
+    epochs: int = 2
+    lr: float = 2e-4
+    batch_size: int = 8
+    max_len: int = 256
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    weight_decay: float = 0.0
+    seed: int = 0
+    bf16: bool = False  # autocast matmuls to bf16 on CPUs that support it
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    examples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "examples": self.examples,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "first_loss": self.losses[0] if self.losses else None,
+            "last_loss": self.losses[-1] if self.losses else None,
+            "mean_last_epoch_loss": self._tail_mean(),
+        }
+
+    def _tail_mean(self) -> float | None:
+        if not self.losses:
+            return None
+        k = max(1, len(self.losses) // 2)
+        return float(sum(self.losses[-k:]) / k)
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (x, y) in enumerate(batch):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return ids, mask, labels
+
+
+def encode_all(tokenizer: Any, conversations: Sequence[Sequence[dict]], max_len: int) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for msgs in conversations:
+        e = encode(tokenizer, msgs, max_len)
+        if any(l != IGNORE for l in e.labels):
+            out.append((e.input_ids, e.labels))
+    return out
+
+
+def autocast_context(bf16: bool):
+    import torch
+
+    if bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[dict]],
+    cfg: TrainConfig,
+    desc: str = "train",
+    never_train: Sequence[str] = (),
+) -> TrainStats:
+    """Train the parameters of `model` that require grad, on assistant tokens only.
+
+    `never_train`: substrings of parameter names that must not be trainable (e.g. ".sv." for the security-vector
+    adapter); asserted before the first step so a PEFT default that flips requires_grad cannot slip through.
+    """
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    data = encode_all(tokenizer, conversations, cfg.max_len)
+    if not data:
+        raise ValueError("no training example has assistant tokens")
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    for n, _ in params:
+        for bad in never_train:
+            if bad in n:
+                raise AssertionError(f"parameter {n} is trainable but must stay frozen")
+    if not params:
+        raise AssertionError("nothing to train")
+    optim = torch.optim.AdamW([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: 1.0 - s / max(1, total))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stats = TrainStats()
+    t0 = time.perf_counter()
+    model.train()
+    with bar(total=total, desc=desc, unit="step") as pb:
+        for _epoch in range(cfg.epochs):
+            order = list(range(len(data)))
+            rng.shuffle(order)
+            for s in range(0, len(order), cfg.batch_size):
+                batch = [data[i] for i in order[s : s + cfg.batch_size]]
+                ids, mask, labels = collate(batch, pad_id)
+                with autocast_context(cfg.bf16):
+                    out = model(input_ids=ids, attention_mask=mask)
+                logits = out.logits.float()
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+                )
+                loss.backward()
+                optim.step()
+                sched.step()
+                optim.zero_grad(set_to_none=True)
+                stats.steps += 1
+                stats.examples += len(batch)
+                stats.tokens += int(mask.sum())
+                stats.losses.append(float(loss.detach()))
+                pb.update(1)
+                pb.set_postfix(loss=f"{stats.losses[-1]:.3f}")
+    model.eval()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def mean_loss(model: Any, tokenizer: Any, conversations: Sequence[Sequence[dict]], max_len: int = 256,
+              batch_size: int = 16, bf16: bool = False) -> float:
+    """Token-weighted cross-entropy on assistant tokens (held-out loss for utility)."""
+    import torch
+
+    data = encode_all(tokenizer, conversations, max_len)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, len(data), batch_size):
+            ids, mask, labels = collate(data[s : s + batch_size], pad_id)
+            with autocast_context(bf16):
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            lab = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)), lab.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            )
+            total += float(loss)
+            count += int((lab != IGNORE).sum())
+    return total / count if count else float("nan")
