@@ -95,9 +95,16 @@ class Embedder:
         texts: Sequence[str],
         batch_size: int = 32,
         progress: Callable[[int, int], None] | None = None,
+        truncation_side: str = "right",
     ) -> np.ndarray:
-        """[len(texts), dim] float32, each row unit-norm. Texts are sorted by length for batching, then restored."""
+        """[len(texts), dim] float32, each row unit-norm. Texts are sorted by length for batching, then restored.
+
+        `truncation_side="left"` keeps the end of over-long texts (e.g. the response after a long dialogue).
+        """
+        if truncation_side not in ("left", "right"):
+            raise ValueError("truncation_side must be 'left' or 'right'")
         torch = self._torch
+        self.tokenizer.truncation_side = truncation_side
         texts = [str(t) for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
