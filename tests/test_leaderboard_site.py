@@ -24,11 +24,17 @@ from secvec_bench.resources import leaderboard_dir
 OUR_SCRIPT = re.compile(r"^(\.\./)*static/leaderboard\.js$")
 
 
-@pytest.fixture()
-def site(tmp_path) -> Path:
-    runs = load_runs([hostile_results(tmp_path / "runs")])
-    build_site(runs, tmp_path / "site", title="Test board")
-    return tmp_path / "site"
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory) -> Path:
+    """Built once per module: tests only read it."""
+    return hostile_results(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def site(hostile_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    build_site(load_runs([hostile_run]), out, title="Test board")
+    return out
 
 
 def pages(site: Path) -> list[Path]:
@@ -128,8 +134,8 @@ def test_templates_and_package_never_mark_data_safe():
         assert "|safe" not in t.replace(" ", "") and "Markup(" not in t and "autoescape false" not in t
 
 
-def test_base_url_makes_links_absolute_and_is_validated(tmp_path):
-    runs = load_runs([hostile_results(tmp_path / "runs")])
+def test_base_url_makes_links_absolute_and_is_validated(tmp_path, hostile_run):
+    runs = load_runs([hostile_run])
     build_site(runs, tmp_path / "site", base_url="https://example.org/board/")
     dom = parse((tmp_path / "site" / "index.html").read_text())
     links = [a.attrs["href"] for a in dom.find_all("a")]
@@ -140,8 +146,8 @@ def test_base_url_makes_links_absolute_and_is_validated(tmp_path):
             build_site(runs, tmp_path / "site2", base_url=bad)
 
 
-def test_out_folder_is_replaced_only_when_it_is_a_site(tmp_path):
-    runs = load_runs([hostile_results(tmp_path / "runs")])
+def test_out_folder_is_replaced_only_when_it_is_a_site(tmp_path, hostile_run):
+    runs = load_runs([hostile_run])
     user_dir = tmp_path / "mine"
     user_dir.mkdir()
     (user_dir / "thesis.tex").write_text("precious")
@@ -181,7 +187,7 @@ def test_keyword_only_run_shows_refusal_and_charts_it(tmp_path):
     assert charts.find_all("rect") and "Refusal per scenario" in charts.text()
 
 
-def test_rm_and_judge_report_files_are_pivoted(tmp_path):
+def test_rm_and_judge_report_files_are_pivoted(tmp_path, hostile_run):
     rm = tmp_path / "rm.json"
     rm.write_text(json.dumps({"kind": "rm-eval", "rows": [
         {"rm": "bt <b>x</b>", "dataset": "hh", "metric": "pairwise_accuracy", "value": 0.71, "ci_low": 0.6,
@@ -195,7 +201,7 @@ def test_rm_and_judge_report_files_are_pivoted(tmp_path):
     t = load_tidy_file(judge, "judge file", strict=True)
     assert t.rows == [{"judge": "keyword", "dataset": "harmbench_val", "metric": "kappa", "value": 0.44,
                        "ci_low": 0.38, "ci_high": 0.5, "n": 602}]
-    code = main(["leaderboard", "--results", str(hostile_results(tmp_path / "runs")), "--out", str(tmp_path / "s"),
+    code = main(["leaderboard", "--results", str(hostile_run), "--out", str(tmp_path / "s"),
                  "--rm-results", str(rm), "--judge-results", str(judge)])
     assert code == 0
     rm_page = parse((tmp_path / "s" / "rm.html").read_text())
@@ -220,8 +226,8 @@ def test_bad_results_give_one_line_errors(tmp_path, capsys, setup, message):
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_explicit_bad_rm_file_is_an_error_but_discovered_one_is_skipped(tmp_path, capsys, monkeypatch):
-    run = hostile_results(tmp_path / "runs")
+def test_explicit_bad_rm_file_is_an_error_but_discovered_one_is_skipped(tmp_path, capsys, monkeypatch, hostile_run):
+    run = hostile_run
     bad = tmp_path / "results" / "rm" / "notes.json"
     bad.parent.mkdir(parents=True)
     bad.write_text('"just a string"')
