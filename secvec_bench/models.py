@@ -44,10 +44,15 @@ class ModelRef:
 
 
 def set_threads() -> None:
-    """Use every core for intra-op parallelism (torch defaults to physical cores, which can be fewer)."""
+    """Use every core for intra-op parallelism (torch defaults to physical cores, which can be fewer).
+
+    OMP_NUM_THREADS wins when set: on a shared machine, more threads than free cores makes OpenMP barriers spin and
+    a step can run ten times slower.
+    """
     import torch
 
-    n = os.cpu_count() or 1
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
