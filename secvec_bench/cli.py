@@ -19,8 +19,15 @@ from . import __version__
 from .errors import UserError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we print one line naming the problem (exit status 2 as argparse)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="secvec-bench",
         description="Measure how fine-tuning breaks LLM safety, and how well defenses stop it.",
     )

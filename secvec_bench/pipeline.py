@@ -175,11 +175,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     cache = StageCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root())
     run_id = cfg.run_id or default_run_id(cfg)
     run_dir = Path(cfg.out) / run_id
+    ref = resolve(cfg.model, cache.root, cfg.revision)
 
     with RunLock(run_dir):
         status(f"run {run_id}: model {cfg.model}, scenarios {', '.join(cfg.scenarios)}, "
                f"defenses {', '.join(defenses)}, seeds {cfg.seeds}")
-        ref = resolve(cfg.model, cache.root, cfg.revision)
         tokenizer = load_tokenizer(ref.path, cfg.trust_remote_code)
         template_hash = chat_template_hash(tokenizer)
         eval_rows = suite.harmful["eval"][: cfg.max_eval] if cfg.max_eval else suite.harmful["eval"]
