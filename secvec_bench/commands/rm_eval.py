@@ -34,6 +34,8 @@ from ..rm.run_eval import evaluate_run, format_run_table
 
 DEFAULT_MAX_PAIRS = 300
 DEFAULT_MAX_DEV = 100
+DEFAULT_MAX_PAIRS_SLOW = 50  # implicit / seqcls: two 135M-LM passes per response take ~1 s each on a busy 2-core CPU
+DEFAULT_MAX_DEV_SLOW = 25
 RESULTS_DIR = Path("results") / "rm"
 
 
@@ -53,6 +55,11 @@ def add_to(sub: Any) -> None:
                         f"(default {DEFAULT_MAX_PAIRS}; 0 = all)")
     p.add_argument("--max-dev", type=int, default=DEFAULT_MAX_DEV,
                    help=f"at most N dev units for temperature/threshold fitting (default {DEFAULT_MAX_DEV}; 0 = all)")
+    p.add_argument("--max-pairs-slow", type=int, default=DEFAULT_MAX_PAIRS_SLOW,
+                   help=f"slow RMs (implicit, seqcls) score only the first N eval units of the same seeded order, and "
+                        f"are compared with the baselines on exactly those (default {DEFAULT_MAX_PAIRS_SLOW}; 0 = all)")
+    p.add_argument("--max-dev-slow", type=int, default=DEFAULT_MAX_DEV_SLOW,
+                   help=f"slow RMs: at most N dev units (default {DEFAULT_MAX_DEV_SLOW}; 0 = all)")
     p.add_argument("--seed", type=int, default=0, help="split, subsample, bootstrap and random-RM seed")
     p.add_argument("--out", help="results file (default results/rm/<dataset>.json, or RUN_DIR/rm_eval.json)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -63,7 +70,9 @@ def add_to(sub: Any) -> None:
     g.add_argument("--reference", help="implicit: reference model (default smollm2-135m)")
     g.add_argument("--policy-system", help="implicit: system prompt on the policy side")
     g.add_argument("--reference-system", help="implicit: system prompt on the reference side")
-    g.add_argument("--max-length", type=int, default=512, help="implicit/seqcls: max tokens per text")
+    g.add_argument("--max-length", type=int, default=1024, help="seqcls: max tokens per text (cut from the left)")
+    g.add_argument("--max-prompt-tokens", type=int, default=192, help="implicit: keep the prompt's last N tokens")
+    g.add_argument("--max-response-tokens", type=int, default=128, help="implicit: keep the response's first N tokens")
     g.add_argument("--bt-weights", help="embedding_bt: load a trained head (JSON) instead of training")
     g.add_argument("--bt-train", default="hh-rlhf-harmless",
                    help="embedding_bt on a pointwise dataset: pairwise dataset to train on (default hh-rlhf-harmless)")
@@ -77,7 +86,8 @@ def _rm_options(args: argparse.Namespace) -> dict[str, Any]:
     opts = {
         "model": args.rm_model, "label_index": args.rm_label_index, "policy": args.policy,
         "reference": args.reference, "policy_system": args.policy_system, "reference_system": args.reference_system,
-        "max_length": args.max_length, "bt_weights": args.bt_weights, "seed": args.seed,
+        "max_length": args.max_length, "max_prompt_tokens": args.max_prompt_tokens,
+        "max_response_tokens": args.max_response_tokens, "bt_weights": args.bt_weights, "seed": args.seed,
         "trust_remote_code": args.trust_remote_code, "batch_size": args.batch_size,
     }
     return {k: v for k, v in opts.items() if v is not None}
@@ -93,10 +103,16 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 
 def _subsample(units: list, n: int, seed: int) -> list:
-    if n <= 0 or len(units) <= n:
-        return units
-    idx = np.sort(np.random.default_rng(seed).choice(len(units), size=n, replace=False))
-    return [units[i] for i in idx]
+    """A seeded random order of the units, cut to n (0 = all). Any prefix of it is itself a random sample, which is
+    what lets slow RMs score a prefix and still be compared fairly."""
+    order = np.random.default_rng(seed).permutation(len(units))
+    if n > 0:
+        order = order[:n]
+    return [units[i] for i in order]
+
+
+def _cap(units: list, n: int) -> list:
+    return units if n <= 0 else units[:n]
 
 
 def _log(msg: str) -> None:
@@ -121,8 +137,9 @@ def _train_pairs(args: argparse.Namespace, ds_kind: str, split: dict[str, list])
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_pairs < 0 or args.max_dev < 0:
-        raise UserError("--max-pairs and --max-dev must be >= 0")
+    for flag in ("max_pairs", "max_dev", "max_pairs_slow", "max_dev_slow"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 0")
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     if args.run:
@@ -159,9 +176,14 @@ def run(args: argparse.Namespace) -> int:
             if hasattr(rm, "save"):
                 rm.save(save)
                 _log(f"  {name}: head saved to {save}")
-        _log(f"  {name}: scoring {len(dev)} dev + {len(ev)} eval {'pairs' if ds.kind == 'pairwise' else 'items'}")
-        dev_scores[name] = score_units(rm, dev, args.batch_size) if dev else np.zeros((0, 2) if ds.kind == "pairwise" else 0)
-        eval_scores[name] = score_units(rm, ev, args.batch_size)
+        slow = bool(getattr(rm, "slow", False))
+        rm_dev = _cap(dev, args.max_dev_slow) if slow else dev
+        rm_ev = _cap(ev, args.max_pairs_slow) if slow else ev
+        unit = "pairs" if ds.kind == "pairwise" else "items"
+        _log(f"  {name}: scoring {len(rm_dev)} dev + {len(rm_ev)} eval {unit}{' (slow RM cap)' if slow else ''}")
+        empty = np.zeros((0, 2) if ds.kind == "pairwise" else 0)
+        dev_scores[name] = score_units(rm, rm_dev, args.batch_size) if rm_dev else empty
+        eval_scores[name] = score_units(rm, rm_ev, args.batch_size)
         configs[name] = rm.config()
         logit[name] = bool(getattr(rm, "reward_is_logit", False))
         timings[name] = round(time.perf_counter() - t0, 2)
@@ -179,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "git_commit": _git_commit(),
         "split": {"seed": args.seed, "train": spec.train, "dev": spec.dev, "by": "prompt group (seeded hash)",
                   "n_train": len(split["train"]), "n_dev": len(dev), "n_eval": len(ev), "n_eval_total": n_eval_total,
-                  "max_pairs": args.max_pairs, "max_dev": args.max_dev, "eval_sha256": data_hash(ev)},
+                  "max_pairs": args.max_pairs, "max_dev": args.max_dev, "max_pairs_slow": args.max_pairs_slow,
+                  "max_dev_slow": args.max_dev_slow, "eval_sha256": data_hash(ev),
+                  "note": "slow RMs score the first max_pairs_slow eval units of the same seeded order"},
         "rms": configs, "timings_s": timings, "rows": [r.as_dict() for r in rows],
     })
     print(f"{ds.name} ({ds.kind}), eval n={len(ev)}, 95% bootstrap intervals")

@@ -234,24 +234,30 @@ def headline(kind: str) -> tuple[str, Callable[..., float], Callable[[np.ndarray
 def margin_rows(
     dataset: str, kind: str, scores: dict[str, np.ndarray], labels: np.ndarray | None, seed: int
 ) -> list[RMRow]:
-    """Each non-null RM's headline metric minus the best null baseline's, paired bootstrap over the same units."""
+    """Each non-null RM's headline metric minus the best null baseline's, paired bootstrap over the same units.
+
+    An RM scored on fewer units (a slow RM capped by --max-pairs-slow) is compared with the baselines on exactly its
+    units: eval units are a seeded random order, and every RM scores a prefix of it.
+    """
     metric, stat, cols = headline(kind)
     nulls = [n for n in NULL_BASELINES if n in scores]
     if not nulls:
         return []
-    point = {n: stat(*cols(scores[n], labels)) for n in nulls}
-    best = max(nulls, key=lambda n: (point[n] if point[n] == point[n] else -math.inf, n))
     rows = []
     for name, s in scores.items():
         if name in NULL_BASELINES:
             continue
-        a, b = cols(s, labels), cols(scores[best], labels)
+        n = len(s)
+        lab = labels[:n] if labels is not None else None
+        point = {b: stat(*cols(scores[b][:n], lab)) for b in nulls}
+        best = max(nulls, key=lambda b: (point[b] if point[b] == point[b] else -math.inf, b))
+        a, b_cols = cols(s, lab), cols(scores[best][:n], lab)
         k = len(a)
 
         def diff(*c: np.ndarray) -> float:
             return stat(*c[:k]) - stat(*c[k:])
 
-        est = stats.bootstrap(diff, *a, *b, seed=seed)
+        est = stats.bootstrap(diff, *a, *b_cols, seed=seed)
         rows.append(RMRow.of(name, dataset, "margin_vs_best_null", est,
                              extra={"baseline": best, "of": metric, "baseline_value": point[best], "paired": True}))
     return rows
@@ -262,14 +268,16 @@ def rows_for(
     logit: dict[str, bool], dev_labels: np.ndarray | None = None, eval_labels: np.ndarray | None = None,
     categories: Sequence[str | None] | None = None, seed: int = 0,
 ) -> list[RMRow]:
+    """All metric rows. An RM's score arrays may be shorter than the label arrays: they cover a prefix of the units."""
     rows: list[RMRow] = []
     for name in eval_scores:
+        ev, dv = eval_scores[name], dev_scores[name]
+        cats = list(categories[: len(ev)]) if categories is not None else None
         if kind == "pairwise":
-            rows += pairwise_rows(name, dataset, dev_scores[name], eval_scores[name], logit[name], categories, seed)
+            rows += pairwise_rows(name, dataset, dv, ev, logit[name], cats, seed)
         else:
             assert dev_labels is not None and eval_labels is not None
-            rows += pointwise_rows(name, dataset, dev_scores[name], dev_labels, eval_scores[name], eval_labels,
-                                   categories, seed)
+            rows += pointwise_rows(name, dataset, dv, dev_labels[: len(dv)], ev, eval_labels[: len(ev)], cats, seed)
     rows += margin_rows(dataset, kind, eval_scores, eval_labels, seed)
     return rows
 

@@ -15,8 +15,8 @@ reward is then how much a safety instruction raises the likelihood of the respon
 an aligned-vs-base ratio; `config()` records which one was run.
 
 Model loading is one function, `load_causal_lm`, so it can switch to the pipeline's `models.load_model` later.
-Long inputs are cut from the left of the prompt (never the response start); a response longer than `max_length`
-keeps its first tokens. Padding is on the right with an attention mask, so scores do not depend on the batch size.
+Long texts are clipped before templating: the prompt keeps its last `max_prompt_tokens` tokens, the response its first
+`max_response_tokens` (defaults 192 and 128: CPU cost grows with length, and the system message must survive). Padding is on the right with an attention mask, so scores do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -103,13 +103,27 @@ def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:
     return msgs + [{"role": "user", "content": prompt}]
 
 
-def encode_pair(tokenizer: Any, prompt: str, response: str, system: str | None, max_length: int) -> _Encoded:
+def clip_text(tokenizer: Any, text: str, max_tokens: int, keep: str) -> str:
+    """`text` cut to at most `max_tokens` tokens, keeping its end (`keep="end"`) or its start (`keep="start"`)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if max_tokens <= 0 or len(ids) <= max_tokens:
+        return text
+    return tokenizer.decode(ids[-max_tokens:] if keep == "end" else ids[:max_tokens])
+
+
+def encode_pair(
+    tokenizer: Any, prompt: str, response: str, system: str | None, max_prompt_tokens: int, max_response_tokens: int
+) -> _Encoded:
     """Token ids of the templated dialogue and where the scored (response) tokens begin.
 
-    The prompt prefix is the template rendered with the generation prompt; the full text adds the assistant turn. If
-    tokenising the full text does not reproduce the prefix tokens exactly (a merge across the boundary), the scored
-    tokens start after the longest common prefix, so no prompt token is ever scored.
+    Long texts are clipped *before* templating (the prompt keeps its end, the response its start), so the system
+    message and the template's scaffolding always survive: with the system-prompt contrast, clipping them away would
+    make both sides identical. The prompt prefix is the template rendered with the generation prompt; the full text
+    adds the assistant turn. If tokenising the full text does not reproduce the prefix tokens exactly (a merge across
+    the boundary), the scored tokens start after the longest common prefix, so no prompt token is ever scored.
     """
+    prompt = clip_text(tokenizer, prompt, max_prompt_tokens, keep="end")
+    response = clip_text(tokenizer, response, max_response_tokens, keep="start")
     msgs = _messages(prompt, system)
     if getattr(tokenizer, "chat_template", None):
         head = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -123,18 +137,12 @@ def encode_pair(tokenizer: Any, prompt: str, response: str, system: str | None, 
     limit = min(len(head_ids), len(full_ids))
     while n < limit and head_ids[n] == full_ids[n]:
         n += 1
-    prompt_ids, resp_ids = full_ids[:n], full_ids[n:]
-    if not resp_ids:
+    if n == len(full_ids):
         raise ValueError("templated response has no tokens")
-    if len(resp_ids) >= max_length:
-        resp_ids = resp_ids[: max_length - 1]
-        prompt_ids = prompt_ids[-1:]
-    elif len(prompt_ids) + len(resp_ids) > max_length:
-        prompt_ids = prompt_ids[len(prompt_ids) + len(resp_ids) - max_length :]
-    if not prompt_ids:  # the first scored token needs a context token to be predicted from
+    if n == 0:  # the first scored token needs a context token to be predicted from
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        prompt_ids = [bos]
-    return _Encoded(prompt_ids + resp_ids, len(prompt_ids))
+        return _Encoded([bos] + full_ids, 1)
+    return _Encoded(full_ids, n)
 
 
 def sequence_logprobs(model: Any, encoded: Sequence[_Encoded], pad_id: int, batch_size: int) -> list[float]:
@@ -167,7 +175,8 @@ class ImplicitRM(SingleFromBatch):
     """DPO implicit reward log p_policy(y|x) - log p_ref(y|x); default: SmolLM2 with vs without a safety system prompt."""
 
     name = "implicit"
-    reward_is_logit = True  # with beta = 1, DPO's Bradley-Terry logit
+    reward_is_logit = True
+    slow = True  # two LM forward passes per response: evaluated on the --max-pairs-slow prefix  # with beta = 1, DPO's Bradley-Terry logit
 
     def __init__(
         self,
@@ -176,7 +185,8 @@ class ImplicitRM(SingleFromBatch):
         policy_system: str | None = None,
         reference_system: str | None = None,
         batch_size: int = 8,
-        max_length: int = 512,
+        max_prompt_tokens: int = 192,
+        max_response_tokens: int = 128,
         trust_remote_code: bool = False,
         **_: Any,
     ) -> None:
@@ -192,7 +202,8 @@ class ImplicitRM(SingleFromBatch):
         self.policy_system = policy_system or None
         self.reference_system = reference_system or None
         self.batch_size = max(1, int(batch_size))
-        self.max_length = int(max_length)
+        self.max_prompt_tokens = int(max_prompt_tokens)
+        self.max_response_tokens = int(max_response_tokens)
         self.tok, self.policy, self.policy_fp = load_causal_lm(self.policy_spec, trust_remote_code)
         ref_tok, self.reference, self.reference_fp = load_causal_lm(self.reference_spec, trust_remote_code)
         if ref_tok.get_vocab() != self.tok.get_vocab():
@@ -215,13 +226,14 @@ class ImplicitRM(SingleFromBatch):
             "policy_system": self.policy_system,
             "reference_system": self.reference_system,
             "chat_template_sha256": self._template_hash,
-            "max_length": self.max_length,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "max_response_tokens": self.max_response_tokens,
             "beta": 1.0,
             "mode": "aligned-vs-reference" if self.policy_spec != self.reference_spec else "system-prompt-contrast",
         }
 
     def _side(self, model: Any, prompts: Sequence[str], responses: Sequence[str], system: str | None) -> list[float]:
-        enc = [encode_pair(self.tok, p, r if r else " ", system, self.max_length) for p, r in zip(prompts, responses)]
+        enc = [encode_pair(self.tok, p, r if r else " ", system, self.max_prompt_tokens, self.max_response_tokens) for p, r in zip(prompts, responses)]
         return sequence_logprobs(model, enc, self.tok.pad_token_id, self.batch_size)
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

@@ -47,6 +47,7 @@ class SeqClsRM(SingleFromBatch):
 
     name = "seqcls"
     reward_is_logit = True
+    slow = True  # a transformer forward per response: evaluated on the --max-pairs-slow prefix
 
     def __init__(
         self,
