@@ -35,7 +35,7 @@ from .judge import add_judge_arguments, judge_options
 
 
 def add_to(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("judge-agreement", help="judge vs human labels (accuracy, kappa, sens, spec + 95% CIs)")
+    p = sub.add_parser("judge-agreement", help="judge vs human labels (accuracy, kappa, sens, spec + 95%% CIs)")
     add_judge_arguments(p, required=False)
     p.add_argument("--data-dir", help="data directory holding harmbench/text_behaviors_val_set.json "
                    "(default env SECVEC_BENCH_DATA)")
