@@ -168,3 +168,16 @@ def test_tidy_shapes_and_pivot():
     (ida, cells_a), (idb, cells_b) = p.rows
     assert ida == ["a", "d"] and cells_a["acc"].value == "0.912" and cells_a["acc"].interval == "[0.8–0.95]"
     assert idb == ["b", "d"] and cells_b["acc"].value == "—" and "ece" not in cells_b
+
+
+def test_files_of_one_kind_share_one_table():
+    from secvec_bench.leaderboard.reliability import pivot_files
+
+    a = TidyFile(Path("keyword.json"), [{"judge": "keyword", "metric": "kappa", "value": 0.4}], {"n": 3})
+    b = TidyFile(Path("llm.json"), [{"judge": "llm", "metric": "kappa", "value": 0.7},
+                                    {"judge": "llm", "metric": "auroc", "value": 0.9}])
+    p = pivot_files([a, b], "Judges")
+    assert p.id_fields == ["judge", "file"] and p.metrics == ["kappa", "auroc"]
+    assert [ident for ident, _ in p.rows] == [["keyword", "keyword.json"], ["llm", "llm.json"]]
+    assert p.meta == [("keyword.json", '{"n": 3}')]
+    assert pivot_files([], "x") is None

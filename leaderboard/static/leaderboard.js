@@ -85,7 +85,8 @@
       if (ok) shown++;
     }
     var count = document.querySelector('[data-count-for="' + table.id + '"]');
-    if (count) count.textContent = terms.length ? shown + " of " + rows.length + " rows" : rows.length + " rows";
+    var noun = rows.length === 1 ? " row" : " rows";
+    if (count) count.textContent = terms.length ? shown + " of " + rows.length + noun : rows.length + noun;
     table.setAttribute("data-shown", String(shown));
   }
 

@@ -14,14 +14,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..stats import cohen_kappa
 from .load import TidyFile
 
 VALUE_FIELDS = frozenset({"metric", "value", "ci_low", "ci_high", "n", "extra"})
-ID_ORDER = ("rm", "judge", "reference", "dataset", "split", "model", "scenario", "defense", "phase", "prompt_set",
-            "seed")
+ID_ORDER = ("rm", "judge", "reference", "dataset", "split", "category", "model", "scenario", "defense", "phase",
+            "prompt_set", "seed")
+ID_LAST = ("file",)
 FLAGS = ("harmful", "refused")
 
 
@@ -124,7 +126,8 @@ def pivot(tidy: TidyFile) -> Pivot:
     keys: set[str] = set()
     for r in tidy.rows:
         keys.update(k for k in r if k not in VALUE_FIELDS)
-    id_fields = [k for k in ID_ORDER if k in keys] + sorted(keys - set(ID_ORDER))
+    id_fields = ([k for k in ID_ORDER if k in keys] + sorted(keys - set(ID_ORDER) - set(ID_LAST))
+                 + [k for k in ID_LAST if k in keys])
     metrics: list[str] = []
     grouped: dict[tuple[str, ...], dict[str, PivotCell]] = {}
     for r in tidy.rows:
@@ -140,3 +143,15 @@ def pivot(tidy: TidyFile) -> Pivot:
         name=tidy.name, path=tidy.path.name, meta=meta, id_fields=id_fields, metrics=metrics,
         rows=[(list(ident), cells) for ident, cells in sorted(grouped.items())],
     )
+
+
+def pivot_files(files: Sequence[TidyFile], name: str) -> Pivot | None:
+    """All files of one kind in one table (rows from every file, the file named in a `file` column), so judges or
+    reward models evaluated by separate commands can be compared side by side. Each file's metadata is kept."""
+    if not files:
+        return None
+    rows = [{**r, "file": t.path.name} for t in files for r in t.rows]
+    merged = pivot(TidyFile(Path(name), rows))
+    merged.meta = [(t.path.name, _text(t.meta)[:600]) for t in files if t.meta]
+    merged.name, merged.path = name, ", ".join(t.path.name for t in files)
+    return merged

@@ -51,7 +51,7 @@ class EntryKey:
         return (self.model, self.scenario, self.defense, self.phase)
 
     def sort_key(self) -> tuple:
-        return (self.model, self.scenario, PHASE_ORDER.get(self.phase, 9), self.phase, self.defense)
+        return (self.model, PHASE_ORDER.get(self.phase, 9), self.phase, self.scenario, self.defense)
 
 
 @dataclass
@@ -201,8 +201,8 @@ class Entry:
         return f"{self.key.model} · {self.key.scenario} · {self.key.defense} · {self.key.phase}"
 
     def judges(self) -> list[str]:
-        return sorted({str(j) for s in self.samples for j in (s.get("verdicts") or {})} | {
-            str(r.get("judge")) for r in self.rows if r.get("judge")})
+        """Judges with a verdict on at least one of this entry's samples (one verdict column each)."""
+        return sorted({str(j) for s in self.samples for j in (s.get("verdicts") or {})})
 
 
 def choose_primary_judge(runs: Sequence[Run], requested: str | None) -> str:
