@@ -1,0 +1,204 @@
+"""Generation throughput: our batched generator vs the naive per-prompt loop vs llama.cpp, in one process.
+
+Same prompts (the pipeline's held-out harmful prompts, built-in data unless --data-dir), same chat template (the
+tokenizer's, rendered once per prompt by secvec_bench.chat.prompt_text), greedy, at most --max-new-tokens new
+tokens, stopping at end-of-turn. Throughput counts the new tokens each generator actually produced (up to its end of
+turn) over the wall time including prompt processing, so padding and finished rows in a batch are a cost, not a
+credit. The naive loop (one `model.generate` per prompt, as the harmful-fine-tuning codebases do) is timed on a
+subset, since its rate per prompt does not depend on how many prompts follow.
+
+Also measured, because bf16 is only worth it if it does not change results: fp32 vs bf16 greedy agreement (identical
+responses, common token prefix) and the keyword-judge refusal rate of each.
+
+    python bench/bench_generation.py            # full: 64 prompts, 64 tokens, batches 32 and 64, fp32 and bf16
+    python bench/bench_generation.py --smoke    # 8 prompts, 8 tokens: checks the script, numbers meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import common  # noqa: E402  (bench/common.py; puts the repo on sys.path)
+
+
+def run_ours(model, tok, prompts, max_new: int, batch: int, bf16: bool) -> dict[str, Any]:
+    from secvec_bench.generation import GenConfig, GenStats, generate
+
+    stats = GenStats()
+    responses = generate(model, tok, prompts, GenConfig(max_new_tokens=max_new, batch_size=batch, bf16=bf16),
+                         desc=f"ours b{batch} {'bf16' if bf16 else 'fp32'}", stats=stats)
+    return {"generator": "ours (batched HF generate)", "batch_size": batch, "dtype": "bf16" if bf16 else "fp32",
+            "prompts": len(prompts), "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 3),
+            "tokens_per_second": round(stats.tokens_per_second, 2), "responses": responses}
+
+
+def run_naive(model, tok, prompts, max_new: int, bf16: bool) -> dict[str, Any]:
+    """One prompt at a time through `model.generate`, the way per-prompt evaluation loops do it."""
+    import torch
+
+    from secvec_bench.chat import prompt_text
+    from secvec_bench.training import autocast_context
+
+    eos = tok.eos_token_id
+    new_tokens, responses = 0, []
+    t0 = time.perf_counter()
+    for p in prompts:
+        enc = tok(prompt_text(tok, p), return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad(), autocast_context(bf16):
+            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None,
+                                 top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        if eos in new:
+            new = new[: new.index(eos)]
+        new_tokens += len(new)
+        responses.append(tok.decode(new, skip_special_tokens=True).strip())
+    seconds = time.perf_counter() - t0
+    return {"generator": "naive per-prompt HF generate", "batch_size": 1, "dtype": "bf16" if bf16 else "fp32",
+            "prompts": len(prompts), "new_tokens": new_tokens, "seconds": round(seconds, 3),
+            "tokens_per_second": round(new_tokens / seconds, 2), "responses": responses}
+
+
+def run_llama_cpp(gguf_path, tok, prompts, max_new: int, threads: int) -> dict[str, Any]:
+    """llama.cpp single stream on the same GGUF file (Q4_1 weights), same rendered chat prompts, greedy."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"generator": "llama.cpp (llama-cpp-python)", "skipped": "llama-cpp-python is not installed "
+                "(pip install llama-cpp-python builds it from source, ~5.5 min on 2 cores)"}
+    import importlib.metadata as md
+
+    from secvec_bench.chat import prompt_text
+
+    llm = Llama(model_path=str(gguf_path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512,
+                seed=0, verbose=False)
+    eot = {llm.token_eos(), *llm.tokenize(b"<|im_end|>", add_bos=False, special=True)}
+    new_tokens, responses = 0, []
+    t0 = time.perf_counter()
+    for p in prompts:
+        ids = llm.tokenize(prompt_text(tok, p).encode("utf-8"), add_bos=False, special=True)
+        out: list[int] = []
+        for t in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            if t in eot or len(out) >= max_new:
+                break
+            out.append(t)
+        new_tokens += len(out)
+        responses.append(llm.detokenize(out).decode("utf-8", "replace").strip())
+    seconds = time.perf_counter() - t0
+    return {"generator": "llama.cpp (llama-cpp-python)", "version": md.version("llama-cpp-python"),
+            "weights": f"{gguf_path.name} (quantised)", "batch_size": 1, "threads": threads,
+            "prompts": len(prompts), "new_tokens": new_tokens, "seconds": round(seconds, 3),
+            "tokens_per_second": round(new_tokens / seconds, 2), "responses": responses}
+
+
+def agreement(tok, a: list[str], b: list[str]) -> dict[str, Any]:
+    """How far two sets of greedy responses agree: identical share and mean common token prefix."""
+    same = sum(x == y for x, y in zip(a, b))
+    prefixes, lengths = [], []
+    for x, y in zip(a, b):
+        tx, ty = tok(x, add_special_tokens=False)["input_ids"], tok(y, add_special_tokens=False)["input_ids"]
+        k = 0
+        while k < min(len(tx), len(ty)) and tx[k] == ty[k]:
+            k += 1
+        prefixes.append(k)
+        lengths.append(max(len(tx), len(ty), 1))
+    return {"identical_responses": same, "of": len(a), "identical_share": round(same / len(a), 4),
+            "mean_common_prefix_tokens": round(sum(prefixes) / len(a), 2),
+            "mean_common_prefix_share": round(sum(p / n for p, n in zip(prefixes, lengths)) / len(a), 4)}
+
+
+def refusal_rate(prompts: list[str], responses: list[str]) -> float:
+    from secvec_bench.judging import get_judge
+
+    verdicts = get_judge("keyword").score_batch(prompts, responses)
+    refused = [v for v in verdicts if getattr(v, "refused", None) is not None]
+    return round(sum(bool(v.refused) for v in refused) / max(1, len(refused)), 4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--naive-prompts", type=int, default=8, help="subset timed with the per-prompt loop")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--batch-sizes", default="32,64")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows")
+    ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--data-dir", default=None, help="data directory (default: the built-in prompts)")
+    ap.add_argument("--cache-dir", default=None, help="stage cache holding the converted SmolLM2")
+    ap.add_argument("--out-dir", default=None, help="where to write generation.json (default bench/results)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes to check the script works")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.prompts, args.naive_prompts, args.max_new_tokens, args.batch_sizes = 8, 2, 8, "4,8"
+
+    import torch
+
+    from secvec_bench.models import load_model, load_tokenizer
+
+    contention = common.Contention()
+    ref, gguf = common.resolve_smollm2(args.cache_dir)
+    tok = load_tokenizer(ref.path)
+    model = load_model(ref.path)
+    threads = torch.get_num_threads()
+    prompts = common.eval_prompts(args.prompts, args.data_dir)
+    dtypes = [False] if args.no_bf16 or not common.bf16_supported() else [False, True]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+
+    rows: list[dict[str, Any]] = []
+    rows.append(run_naive(model, tok, prompts[: args.naive_prompts], args.max_new_tokens, bf16=False))
+    ours: dict[tuple[int, bool], dict] = {}
+    for bf16 in dtypes:
+        for b in batches:
+            ours[(b, bf16)] = run_ours(model, tok, prompts, args.max_new_tokens, b, bf16)
+            rows.append(ours[(b, bf16)])
+    llama = None if args.no_llama_cpp else run_llama_cpp(gguf, tok, prompts, args.max_new_tokens, threads)
+    if llama is not None:
+        rows.append(llama)
+
+    best = max(ours.values(), key=lambda r: r["tokens_per_second"])
+    naive = rows[0]
+    ratios = {"best_ours": {k: best[k] for k in ("batch_size", "dtype", "tokens_per_second")},
+              "ours_over_naive": round(best["tokens_per_second"] / naive["tokens_per_second"], 2),
+              "target_ours_over_naive": 30}
+    if llama is not None and "tokens_per_second" in llama:
+        ratios["ours_over_llama_cpp"] = round(best["tokens_per_second"] / llama["tokens_per_second"], 2)
+        ratios["target_ours_over_llama_cpp"] = 4
+    quality: dict[str, Any] = {}
+    b0 = batches[0]
+    fp32 = ours[(b0, False)]["responses"]
+    quality["refusal_rate_fp32"] = refusal_rate(prompts, fp32)
+    if len(batches) > 1:
+        quality["fp32_batch_%d_vs_%d" % (batches[0], batches[-1])] = agreement(tok, fp32, ours[(batches[-1], False)]["responses"])
+    if True in dtypes:
+        bf = ours[(b0, True)]["responses"]
+        quality["fp32_vs_bf16"] = agreement(tok, fp32, bf)
+        quality["refusal_rate_bf16"] = refusal_rate(prompts, bf)
+    naive_resp = naive["responses"]
+    quality["naive_vs_ours_fp32_same_prompts"] = agreement(tok, naive_resp, fp32[: len(naive_resp)])
+    if llama is not None and "responses" in llama:
+        quality["llama_cpp_vs_ours_fp32"] = agreement(tok, llama["responses"], fp32)
+
+    payload = {
+        "config": {"prompts": args.prompts, "naive_prompts": args.naive_prompts,
+                   "max_new_tokens": args.max_new_tokens, "greedy": True, "batch_sizes": batches,
+                   "model": "smollm2-135m (GGUF Q4_1 de-quantised to fp32 for torch; the GGUF itself for llama.cpp)",
+                   "prompt_source": args.data_dir or "built-in", "smoke": args.smoke},
+        "rows": [{k: v for k, v in r.items() if k != "responses"} for r in rows],
+        "ratios": ratios,
+        "quality": quality,
+        "examples": [{"prompt": prompts[i], "ours_fp32": fp32[i],
+                      **({"ours_bf16": ours[(b0, True)]["responses"][i]} if True in dtypes else {}),
+                      **({"llama_cpp": llama["responses"][i]} if llama and "responses" in llama else {})}
+                     for i in range(min(3, len(prompts)))],
+    }
+    common.write_result("generation" + ("_smoke" if args.smoke else ""), payload, contention, threads, args.out_dir)
+    for r in payload["rows"]:
+        print(f"{r['generator']:<34} b={r.get('batch_size', '-')!s:<3} {r.get('dtype', 'q4_1'):<5} "
+              f"{r.get('tokens_per_second', r.get('skipped'))} tok/s")
+    print(ratios)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
