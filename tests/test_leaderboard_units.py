@@ -141,6 +141,21 @@ def test_card_finds_facts_in_the_entrys_own_config_first():
     assert sources["data.hashes.advbench"] == "ab12" and sources["data.harmful_source"] == "advbench"
 
 
+def test_card_does_not_take_a_defense_named_like_the_scenario_for_it():
+    prov = {"defenses": {"none": {"config": {"defense": "none"}}}, "scenarios": {"attack": {"n": 4}}}
+    table = build_table([run_of([{**row("refusal_rate", 0.5, phase="aligned"), "scenario": "none",
+                                  "defense": "none"}], provenance=prov)])
+    card = build_card(table.entries[0])
+    assert card.scenario_config == [] and [n.key for n in card.defense_config] == ["config"]
+
+
+def test_unknown_judge_flag_is_a_user_error():
+    from secvec_bench.errors import UserError
+
+    with pytest.raises(UserError, match="--judge 'gpt'"):
+        build_table([run_of([row("refusal_rate", 0.5)])], primary_judge="gpt")
+
+
 def test_judge_pairs_count_only_samples_both_judges_scored():
     def s(a, b, ok=True):
         return {"verdicts": {"j1": {"parse_ok": True, "harmful": a},

@@ -2,7 +2,8 @@
 
 The pipeline's provenance (config, data hashes, template hash, package versions, git commit, timings) grows as the
 pipeline does, so the card does not hard-code paths into it. It searches: first the parts of the config that belong
-to this entry's scenario and defense (a dict stored under a key equal to the name, or a dict whose `name` is it), then
+to this entry's scenario and defense (a dict stored under a key equal to the name, or a dict whose `name` is it,
+below a key mentioning "scenario" or "defense"), and the training config of its phase (attack or alignment), then
 the whole provenance, for the facts a reader needs to judge a number (poison ratio, training budget, LoRA rank or
 full fine-tuning, template hash...), and shows each fact with the path it was found at. The full provenance is
 rendered as nested definition lists below, so nothing is hidden by a search that missed.
@@ -90,15 +91,14 @@ def walk(obj: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str, str, A
                 queue.append((sub, v, d + 1))
 
 
-def subtrees(obj: Any, name: str) -> list[tuple[str, dict]]:
-    """Dicts that describe `name`: stored under a key equal to it, or carrying `name: <name>`."""
+def subtrees(obj: Any, name: str, section: str) -> list[tuple[str, dict]]:
+    """Dicts that describe `name` inside a `section` (a path containing e.g. "scenario"): stored under a key equal to
+    the name, or carrying `name: <name>`. The section keeps defense "none" from passing for scenario "none"."""
     if not name:
         return []
     out = []
-    if isinstance(obj, dict) and obj.get("name") == name:
-        out.append(("", obj))
     for p, k, v in walk(obj):
-        if isinstance(v, dict) and (k == name or v.get("name") == name):
+        if isinstance(v, dict) and (k == name or v.get("name") == name) and section in p.lower():
             out.append((p, v))
     return out
 
@@ -158,8 +158,8 @@ def source_facts(prov: dict[str, Any], limit: int = 100) -> list[Fact]:
 
 def build_card(entry: Entry) -> Card:
     prov = entry.run.provenance
-    scen = subtrees(prov, entry.key.scenario)
-    dfn = subtrees(prov, entry.key.defense)
+    scen = subtrees(prov, entry.key.scenario, "scenario")
+    dfn = subtrees(prov, entry.key.defense, "defense")
     own: list[tuple[str, Any]] = scen + dfn + training_scopes(prov, entry.key.phase)
     facts = []
     for label, keys, narrow in FACTS:

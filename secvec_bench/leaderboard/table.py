@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..errors import UserError
 from .load import Run
 from .names import safe_name, slugify
 
@@ -209,9 +210,11 @@ def choose_primary_judge(runs: Sequence[Run], requested: str | None) -> str:
     """The judge preferred for judge-specific columns: `--judge` if given, else `keyword` (every run has it), else
     the alphabetically first judge seen. A column the primary judge does not measure (the keyword judge gives no
     harmfulness verdict, so no ASR) is read from the judge that measured it for the most entries instead."""
-    if requested:
-        return requested
     judges = sorted({str(r.get("judge")) for run in runs for r in run.rows if r.get("judge")})
+    if requested:
+        if requested not in judges:
+            raise UserError(f"--judge {requested!r}: no result rows from this judge (judges: {', '.join(judges) or 'none'})")
+        return requested
     if "keyword" in judges or not judges:
         return "keyword"
     return judges[0]
