@@ -56,6 +56,7 @@ class SeqClsRM(SingleFromBatch):
         max_length: int = 1024,
         label_index: int = 0,
         trust_remote_code: bool = False,
+        padding_side: str | None = None,
         **_: Any,
     ) -> None:
         import torch
@@ -79,6 +80,10 @@ class SeqClsRM(SingleFromBatch):
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = tok.pad_token_id
         tok.truncation_side = "left"
+        if padding_side is not None:
+            if padding_side not in ("left", "right"):
+                raise UserError(f"padding side must be left or right, got {padding_side!r}")
+            tok.padding_side = padding_side
         self.template = getattr(tok, "chat_template", None) or None
         self._pass_positions = "position_ids" in inspect.signature(self.model.forward).parameters
         self._torch = torch
@@ -93,6 +98,7 @@ class SeqClsRM(SingleFromBatch):
             "chat_template_sha256": sha256_bytes(self.template.encode()) if self.template else None,
             "max_length": self.max_length,
             "label_index": self.label_index,
+            "padding_side": self.tokenizer.padding_side,
         }
 
     def _encode(self, prompts: Sequence[str], responses: Sequence[str]):
