@@ -1,8 +1,9 @@
 """Rendering the site: jinja2 templates from `leaderboard/templates`, static files from `leaderboard/static`.
 
 Safety rules, in one place:
-- autoescape is on for every template and for string templates; templates never apply the `safe` filter and this module never
-  builds `Markup`, so every string from a run (prompts, responses, names, rationales, provenance) is escaped;
+- autoescape is on for every template and for string templates; templates never apply the `safe` filter and this
+  module never builds `Markup`, so every string from a run (prompts, responses, names, rationales, provenance) is
+  escaped;
 - data is only ever a template *variable*, never template source, so `{{ 7*7 }}` in a response is shown literally;
 - links are built here from our own slugged file names (plus an optional `--base-url` checked to be http(s) or an
   absolute path), never from data, so a `javascript:` string in a response stays text;

@@ -213,7 +213,8 @@ def choose_primary_judge(runs: Sequence[Run], requested: str | None) -> str:
     judges = sorted({str(r.get("judge")) for run in runs for r in run.rows if r.get("judge")})
     if requested:
         if requested not in judges:
-            raise UserError(f"--judge {requested!r}: no result rows from this judge (judges: {', '.join(judges) or 'none'})")
+            known = ", ".join(judges) or "none"
+            raise UserError(f"--judge {requested!r}: no result rows from this judge (judges: {known})")
         return requested
     if "keyword" in judges or not judges:
         return "keyword"
