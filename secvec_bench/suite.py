@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .data.sources import SourceData, load_source
+from .data.sources import EVAL_PROMPT_FIELDS, SourceData, load_source, source_available
 
 HARMFUL_SPLITS = ("eval", "sv", "attack", "align")
 BENIGN_SPLITS = ("eval", "attack", "align")
@@ -51,6 +51,30 @@ class Suite:
     benign: dict[str, list[dict]]
     hashes: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    data_dir: str | None = None  # where scenario sources beyond the two pools are read from (None: built-in only)
+    _loaded: dict[str, SourceData] = field(default_factory=dict, repr=False)
+
+    def source(self, name: str) -> SourceData:
+        """A named source, read once per suite; its file hash and origin join `hashes`/`origins` (provenance)."""
+        if name not in self._loaded:
+            data = load_source(name, self.data_dir)
+            self._loaded[name] = data
+            self.hashes[name] = data.sha256
+            self.origins[name] = data.origin
+        return self._loaded[name]
+
+    def has_source(self, name: str) -> bool:
+        return name in self._loaded or source_available(name, self.data_dir)
+
+    def eval_prompt_sets(self) -> dict[str, list[str]]:
+        """Every evaluation prompt set this suite can reach: the held-out harmful and benign splits, plus XSTest and
+        MT-Bench when the data directory holds them. Training data must not contain any of these prompts."""
+        sets = {"harmful_eval": [r["goal"] for r in self.harmful["eval"]],
+                "benign_eval": [_instruction(r) for r in self.benign["eval"]]}
+        for name, key in EVAL_PROMPT_FIELDS.items():
+            if self.data_dir is not None and self.has_source(name):
+                sets[name] = [r[key] for r in self.source(name).records]
+        return sets
 
     def check_disjoint(self) -> None:
         for pool_name, pool, key in (("harmful", self.harmful, "goal"), ("benign", self.benign, "instruction")):
@@ -64,6 +88,10 @@ class Suite:
                         if k in seen and seen[k] != split:
                             raise AssertionError(f"{pool_name} splits {seen[k]} and {split} overlap on {k!r}")
                         seen[k] = split
+
+
+def _instruction(r: dict) -> str:
+    return r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
 
 
 _NORM = re.compile(r"[^a-z0-9]+")
@@ -99,15 +127,15 @@ def build_suite(data_dir: Path | str | None) -> Suite:
         harm, ben, sizes = load_source("builtin_harmful", None), load_source("builtin_benign", None), BUILTIN_SIZES
     else:
         harm, ben, sizes = load_source("advbench", data_dir), load_source("alpaca", data_dir), DATA_DIR_SIZES
-    return make_suite(harm, ben, sizes)
+    return make_suite(harm, ben, sizes, None if data_dir is None else str(data_dir))
 
 
-def make_suite(harm: SourceData, ben: SourceData, sizes: SuiteSizes) -> Suite:
+def make_suite(harm: SourceData, ben: SourceData, sizes: SuiteSizes, data_dir: str | None = None) -> Suite:
     hs = split_by_group(harm.records, HARMFUL_SPLITS, {s: getattr(sizes, f"harmful_{s}") for s in HARMFUL_SPLITS},
                         SPLIT_SEED)
     bs = split_by_group(ben.records, BENIGN_SPLITS, {s: getattr(sizes, f"benign_{s}") for s in BENIGN_SPLITS},
                         SPLIT_SEED)
     suite = Suite(harm.name, ben.name, hs, bs, {harm.name: harm.sha256, ben.name: ben.sha256},
-                  {harm.name: harm.origin, ben.name: ben.origin})
+                  {harm.name: harm.origin, ben.name: ben.origin}, data_dir)
     suite.check_disjoint()
     return suite
