@@ -69,19 +69,6 @@ def test_index_in_chromium_runs_no_injected_script_and_shows_the_rows(site, tmp_
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1280, 800)
 
 
-def test_filter_from_the_url_hides_the_other_rows(site):
-    dom = parse(dump_dom(file_url(site / "index.html", "?filter=security_vector")))
-    rows = board_rows(dom)
-    visible = [r for r in rows if "hidden" not in r.attrs]
-    assert len(rows) == 3 and len(visible) == 1 and "security_vector" in visible[0].text()
-    assert dom.find("input", id="filter-board").attrs.get("value") is None  # value set as a property, not markup
-    assert dom.find("span", **{"data-count-for": "board"}).text() == "1 of 3 rows"
-    # Two terms must both match: "aligned none" keeps only the baseline.
-    dom = parse(dump_dom(file_url(site / "index.html", "#filter=aligned%20none")))
-    visible = [r for r in board_rows(dom) if "hidden" not in r.attrs]
-    assert len(visible) == 1 and visible[0].attrs["data-phase"] == "aligned"
-
-
 def cells_of(row):
     return [c for c in row.children if not isinstance(c, str)]
 
@@ -91,17 +78,27 @@ def col_index(dom, col: str) -> int:
     return [h.attrs.get("data-col") for h in heads].index(col)
 
 
-def test_sort_from_the_url_orders_rows_by_the_column(site):
-    dom = parse(dump_dom(file_url(site / "index.html", "?sort=asr&dir=desc")))
-    i = col_index(dom, "asr")
-    asr = [float(cells_of(r)[i].attrs["data-sort"]) for r in board_rows(dom)]
-    assert asr == pytest.approx([0.8, 0.3, 0.1])
-    assert dom.find("th", **{"data-col": "asr"}).attrs.get("aria-sort") == "descending"
-    dom = parse(dump_dom(file_url(site / "index.html", "?sort=asr&dir=asc")))
+def test_filter_from_the_url_hides_the_other_rows(site):
+    dom = parse(dump_dom(file_url(site / "index.html", "?filter=security_vector")))
     rows = board_rows(dom)
-    assert [float(cells_of(r)[i].attrs["data-sort"]) for r in rows] == pytest.approx([0.1, 0.3, 0.8])
-    assert [r.attrs["data-phase"] for r in rows] == ["aligned", "attacked", "attacked"]
+    visible = [r for r in rows if "hidden" not in r.attrs]
+    assert len(rows) == 3 and len(visible) == 1 and "security_vector" in visible[0].text()
+    assert dom.find("span", **{"data-count-for": "board"}).text() == "1 of 3 rows"
+
+
+def test_sort_and_two_term_filter_from_the_url_fragment(site):
+    """`#filter=aligned none&sort=asr&dir=desc`: rows ordered by ASR, highest first (hidden rows keep their place in
+    the order), and only rows matching both terms stay visible."""
+    dom = parse(dump_dom(file_url(site / "index.html", "#filter=aligned%20none&sort=asr&dir=desc")))
+    i = col_index(dom, "asr")
+    rows = board_rows(dom)
+    asr = [float(cells_of(r)[i].attrs["data-sort"]) for r in rows]
+    assert asr == pytest.approx([0.8, 0.3, 0.1])
+    assert [r.attrs["data-phase"] for r in rows] == ["attacked", "attacked", "aligned"]
     assert "security_vector" in rows[1].text()
+    assert dom.find("th", **{"data-col": "asr"}).attrs.get("aria-sort") == "descending"
+    visible = [r for r in rows if "hidden" not in r.attrs]
+    assert len(visible) == 1 and visible[0].attrs["data-phase"] == "aligned"
 
 
 def test_entry_page_in_chromium_keeps_payloads_as_text(site):
@@ -118,3 +115,20 @@ def test_entry_page_in_chromium_keeps_payloads_as_text(site):
         if d.find_all("pre", **{"class": "untrusted"}):
             assert "open" not in d.attrs  # collapsed behind the content warning
     assert len([r for r in dom.find("table", id="samples").find("tbody").find_all("tr")]) == 28
+
+
+def test_csp_would_stop_inline_script_even_if_escaping_failed(site, tmp_path):
+    """Second line of defence: a page with the site's own <head> (its Content-Security-Policy) and *unescaped*
+    payloads in the body. Our script file still runs; the inline script and event handlers do not."""
+    html = (site / "index.html").read_text()
+    head = html[: html.index("</head>") + len("</head>")]
+    page = site / "csp-probe.html"
+    page.write_text(head + "<body><p>probe</p>" + "".join(p for p in PAYLOADS) + "</body></html>")
+    try:
+        dom = parse(dump_dom(file_url(page)))
+    finally:
+        page.unlink()
+    root = dom.find("html")
+    assert root.attrs.get("data-js") == "ready"
+    assert "data-pwned" not in root.attrs and dom.find("title").text() == TITLE
+    assert dom.find_all("img")  # the markup is there (unescaped on purpose); it just cannot run

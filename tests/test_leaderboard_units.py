@@ -43,6 +43,14 @@ def test_pooled_row_preferred_then_harmful_eval():
     assert (cell.value, cell.prompt_set, cell.interval) == (0.4, "harmful_eval", "[30.0–50.0%]")
 
 
+def test_cell_notes_show_correction_and_seed_spread():
+    r = row("attack_success_rate_corrected", 0.6, sensitivity=0.9, specificity=0.8, raw_value=0.5,
+            seed_values=[0.5, 0.7])
+    cell = pick_cell([r], COL["asr_corrected"], ["keyword"])
+    assert cell.note == "judge sensitivity 0.9; judge specificity 0.8; raw 0.5; per seed 0.5, 0.7"
+    assert cell.note in cell.source
+
+
 def test_per_seed_rows_only_give_their_mean_and_say_so():
     rows = [row("refusal_rate", 0.2, seed=0), row("refusal_rate", 0.4, seed=1)]
     cell = pick_cell(rows, COL["refusal"], ["keyword"])

@@ -221,6 +221,24 @@ def choose_primary_judge(runs: Sequence[Run], requested: str | None) -> str:
     return judges[0]
 
 
+# Row extras worth showing next to a number (how a corrected rate was corrected, the spread between seeds).
+NOTE_KEYS = (("sensitivity", "judge sensitivity"), ("specificity", "judge specificity"),
+             ("validation_n", "validation n"), ("raw_value", "raw"))
+
+
+def extra_note(r: dict[str, Any]) -> str:
+    extra = r.get("extra") or {}
+    bits = [f"{label} {_short(extra[k])}" for k, label in NOTE_KEYS if k in extra and extra[k] is not None]
+    seed_values = [v for v in (extra.get("seed_values") or []) if _num(v) is not None]
+    if len(seed_values) > 1:
+        bits.append("per seed " + ", ".join(_short(v) for v in seed_values))
+    return "; ".join(bits)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def _rank(r: dict[str, Any]) -> tuple:
     ps = prompt_set_of(r)
     return (ps != PREFERRED_HARMFUL_SET, ps, str(r.get("judge")))
@@ -270,6 +288,7 @@ def pick_cell(rows: Sequence[dict[str, Any]], column: Column, judges: Sequence[s
                 value=_num(r.get("value")), fmt=column.fmt, ci_low=_num(r.get("ci_low")),
                 ci_high=_num(r.get("ci_high")), n=r.get("n") if isinstance(r.get("n"), int) else None,
                 judge=str(r.get("judge") or ""), prompt_set=prompt_set_of(r), metric=src.metric,
+                note=extra_note(r),
             )
         best = sorted(cands, key=rank)[0]
         group = [r for r in cands if _rank(r) == _rank(best)]
