@@ -1,0 +1,215 @@
+"""LoRA training throughput vs this CPU's measured matmul peak, and whether bf16 changes the training result.
+
+1. Peak: best-of-N time of a 2048x2048 @ 2048x2048 torch.mm, fp32 and bf16 (2*n^3 FLOP each).
+2. LoRA attack step on SmolLM2 (the pipeline's LoRA: r16 on q,k,v,o,gate,up,down; AdamW), batch 8 x 128 tokens of
+   real text, the loss on the second half of each row (prompt/answer split as in chat training), through the same
+   `answer_loss` the trainer uses; fp32 and bf16 autocast. Achieved FLOP/s = counted FLOP / step time, where
+   (T = tokens in the batch, T_a = labelled tokens, L = sequence length, B = batch):
+     frozen linear layers   forward 2*N_lin*T + backward to inputs 2*N_lin*T  (no weight gradients: frozen)
+     LoRA A,B               6 * r * (d_in + d_out) * T per adapted module       (forward, input grad, weight grad)
+     attention scores       forward 4*B*L^2*d_attn, backward 8*B*L^2*d_attn per layer (QK^T and AV, no causal discount)
+     LM head (tied, frozen) forward 2*V*d*T_a + backward 2*V*d*T_a              (only labelled positions projected)
+   Elementwise work (norms, activations, softmax, optimizer) is not counted: it is bandwidth-bound, and counting it
+   would flatter the share. The usual 6*N*T rule overcounts LoRA training by ~1/3 (no weight gradients).
+3. bf16 vs fp32 within seed noise: `train()` on the same data for a few steps, fp32 seed 0, fp32 seed 1, bf16 seed 0;
+   bf16 is within noise when |loss_bf16 - loss_fp32| (held-out and final training loss) is no larger than
+   |loss_fp32(seed 1) - loss_fp32(seed 0)|.
+
+    python bench/bench_training.py           # full
+    python bench/bench_training.py --smoke   # tiny sizes: checks the script, numbers meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import common  # noqa: E402
+
+
+def matmul_peak(n: int, dtype_name: str, iters: int, repeat: int) -> dict[str, Any]:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up: oneDNN kernel selection
+
+    def loop():
+        for _ in range(iters):
+            torch.mm(a, b)
+
+    best, _ = common.timed(loop, repeat=repeat)
+    flops = 2 * n**3 * iters
+    return {"n": n, "dtype": dtype_name, "seconds_best": round(best, 4), "gflops": round(flops / best / 1e9, 1)}
+
+
+def step_flops(model, cfg, batch: int, seq: int, labelled: int) -> dict[str, int]:
+    """FLOP of one LoRA training step by the formula in the module docstring."""
+    import torch
+
+    c = model.config
+    d, layers = c.hidden_size, c.num_hidden_layers
+    head_dim = getattr(c, "head_dim", None) or d // c.num_attention_heads
+    d_attn = c.num_attention_heads * head_dim
+    tokens = batch * seq
+    n_lin, lora = 0, 0
+    for name, mod in model.get_decoder().named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            n_lin += mod.in_features * mod.out_features
+            if name.split(".")[-1] in cfg.target_modules:
+                lora += cfg.lora_r * (mod.in_features + mod.out_features)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    parts = {
+        "frozen_linear": 4 * n_lin * tokens,
+        "lora": 6 * lora * tokens,
+        "attention": 12 * batch * seq * seq * d_attn * layers,
+        "lm_head": 4 * vocab * d * labelled,
+    }
+    parts["total"] = sum(parts.values())
+    parts["n_linear_params"] = n_lin
+    parts["n_lora_params"] = lora
+    return parts
+
+
+def real_batch(tok, batch: int, seq: int):
+    """B rows of exactly `seq` tokens of real chat text; labels on the second half of each row."""
+    import torch
+
+    from secvec_bench.chat import IGNORE, render
+    from secvec_bench.suite import build_suite
+
+    rows = build_suite(None).benign["attack"]
+    stream: list[int] = []
+    for r in rows:
+        msgs = [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]
+        stream += tok(render(tok, msgs), add_special_tokens=False)["input_ids"]
+    need = batch * seq
+    while len(stream) < need:
+        stream += stream
+    ids = torch.tensor(stream[:need]).view(batch, seq)
+    labels = ids.clone()
+    labels[:, : seq // 2] = IGNORE
+    return ids, torch.ones_like(ids), labels
+
+
+def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[str, Any]:
+    import torch
+    from peft import get_peft_model
+
+    from secvec_bench.models import load_model, load_tokenizer
+    from secvec_bench.training import TrainConfig, answer_loss, autocast_context, lora_config
+
+    cfg = TrainConfig(bf16=bf16)
+    tok = load_tokenizer(ref_path)
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(ref_path), lora_config(cfg))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr)
+    ids, mask, labels = real_batch(tok, batch, seq)
+    labelled = int((labels[:, 1:] != -100).sum())
+    model.train()
+
+    def step():
+        with autocast_context(bf16):
+            loss = answer_loss(model, ids, mask, labels)
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    step()  # warm-up (allocations, oneDNN primitive cache)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    best, median = min(times), sorted(times)[len(times) // 2]
+    flops = step_flops(model.get_base_model(), cfg, batch, seq, labelled)
+    return {"dtype": "bf16" if bf16 else "fp32", "batch": batch, "seq_len": seq, "labelled_tokens": labelled,
+            "steps_timed": steps, "step_seconds_best": round(best, 4), "step_seconds_median": round(median, 4),
+            "tokens_per_second": round(batch * seq / median, 1), "flop_per_step": flops,
+            "achieved_gflops": round(flops["total"] / median / 1e9, 1)}
+
+
+def seed_noise(ref_path, steps: int, batch: int, max_len: int) -> dict[str, Any]:
+    """Short `train()` runs: fp32 seeds 0 and 1, bf16 seed 0, on the same data; final and held-out loss."""
+    from peft import get_peft_model
+
+    from secvec_bench.models import load_model, load_tokenizer
+    from secvec_bench.suite import build_suite
+    from secvec_bench.training import TrainConfig, lora_config, mean_loss, train
+
+    suite = build_suite(None)
+
+    def conv(r):
+        return [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]
+
+    train_convs = [conv(r) for r in suite.benign["attack"][: steps * batch]]
+    held_out = [conv(r) for r in suite.benign["eval"]]
+    tok = load_tokenizer(ref_path)
+    out = {}
+    for label, seed, bf16 in (("fp32_seed0", 0, False), ("fp32_seed1", 1, False), ("bf16_seed0", 0, True)):
+        cfg = TrainConfig(epochs=1, batch_size=batch, max_len=max_len, seed=seed, bf16=bf16)
+        model = get_peft_model(load_model(ref_path), lora_config(cfg))
+        st = train(model, tok, train_convs, cfg, desc=label)
+        out[label] = {"steps": st.steps, "seconds": round(st.seconds, 2), "final_train_loss": round(st.losses[-1], 5),
+                      "held_out_loss": round(mean_loss(model, tok, held_out, max_len=max_len, bf16=bf16), 5)}
+    verdict = {}
+    for key in ("final_train_loss", "held_out_loss"):
+        noise = abs(out["fp32_seed1"][key] - out["fp32_seed0"][key])
+        diff = abs(out["bf16_seed0"][key] - out["fp32_seed0"][key])
+        verdict[key] = {"bf16_minus_fp32": round(diff, 5), "seed_noise": round(noise, 5), "within_noise": diff <= noise}
+    return {"runs": out, "comparison": verdict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--matmul-n", type=int, default=2048)
+    ap.add_argument("--matmul-iters", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=5, help="timed LoRA steps per dtype (after one warm-up)")
+    ap.add_argument("--noise-steps", type=int, default=8, help="train() steps per run in the bf16-vs-seed check")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.matmul_n, args.matmul_iters, args.batch, args.seq_len, args.steps, args.noise_steps = 512, 2, 2, 32, 1, 1
+
+    import torch
+
+    contention = common.Contention()
+    common.machine()  # sets threads
+    threads = torch.get_num_threads()
+    ref, _ = common.resolve_smollm2(args.cache_dir)
+    dtypes = ["float32", "bfloat16"] if common.bf16_supported() else ["float32"]
+    peaks = {dt: matmul_peak(args.matmul_n, dt, args.matmul_iters, repeat=3) for dt in dtypes}
+    rows = []
+    for dt in dtypes:
+        r = lora_steps(ref.path, args.batch, args.seq_len, args.steps, bf16=dt == "bfloat16")
+        r["share_of_matmul_peak"] = round(r["achieved_gflops"] / peaks[dt]["gflops"], 4)
+        rows.append(r)
+    noise = seed_noise(ref.path, args.noise_steps, args.batch, max_len=256)  # the pipeline default
+    payload = {
+        "config": {"model": "smollm2-135m", "lora": "r16 alpha32 on q,k,v,o,gate,up,down", "optimizer": "AdamW",
+                   "smoke": args.smoke},
+        "matmul_peak": peaks,
+        "lora_step": rows,
+        "target_bf16_share_of_peak": 0.6,
+        "bf16_vs_seed_noise": noise,
+    }
+    common.write_result("training" + ("_smoke" if args.smoke else ""), payload, contention, threads, args.out_dir)
+    for dt, p in peaks.items():
+        print(f"matmul {p['n']}^2 {dt}: {p['gflops']} GFLOP/s")
+    for r in rows:
+        print(f"LoRA step {r['dtype']}: {r['tokens_per_second']} tok/s, {r['achieved_gflops']} GFLOP/s "
+              f"= {100 * r['share_of_matmul_peak']:.1f}% of peak")
+    print(noise["comparison"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
