@@ -204,3 +204,16 @@ def test_files_of_one_kind_share_one_table():
     assert [ident for ident, _ in p.rows] == [["keyword", "keyword.json"], ["llm", "llm.json"]]
     assert p.meta == [("keyword.json", '{"n": 3}')]
     assert pivot_files([], "x") is None
+
+
+def test_files_of_different_kinds_get_their_own_tables():
+    from secvec_bench.leaderboard.reliability import pivot_groups
+
+    a = TidyFile(Path("hb.json"), [{"rm": "len", "dataset": "hb", "metric": "auroc", "value": 0.3}], {"kind": "rm-eval"})
+    b = TidyFile(Path("hh.json"), [{"rm": "len", "dataset": "hh", "metric": "acc", "value": 0.5}], {"kind": "rm-eval"})
+    c = TidyFile(Path("rm_eval.json"), [{"rm": "len", "run": "r", "metric": "auroc", "value": 0.6}],
+                 {"kind": "rm-eval-run"})
+    tables = pivot_groups([a, b, c], "RMs")
+    assert [t.name for t in tables] == ["RMs: rm-eval", "RMs: rm-eval-run"]
+    assert len(tables[0].rows) == 2 and tables[1].id_fields == ["rm", "run", "file"]
+    assert [t.name for t in pivot_groups([a, b], "RMs")] == ["RMs"]

@@ -35,7 +35,8 @@ def add_to(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-results", nargs="*", type=Path, default=None, metavar="FILE",
                    help="judge-agreement result files (default: results/judge_agreement/*.json found likewise)")
     p.add_argument("--judge", default=None, metavar="NAME",
-                   help="judge whose raw refusal/ASR fill the table (default: keyword)")
+                   help="judge preferred for judge-based columns (default: keyword; a column this judge does not "
+                        "measure is read from the judge that measured it for the most entries)")
     p.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES, metavar="N",
                    help=f"samples shown per entry page (default {DEFAULT_MAX_SAMPLES})")
     p.add_argument("--screenshot", type=Path, default=None, metavar="PNG",

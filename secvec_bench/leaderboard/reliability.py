@@ -145,6 +145,28 @@ def pivot(tidy: TidyFile) -> Pivot:
     )
 
 
+def pivot_groups(files: Sequence[TidyFile], name: str) -> list[Pivot]:
+    """Files of one kind grouped into tables: by their `kind` field when they have one (an RM evaluation on a labelled
+    dataset and an RM evaluation of a run's answers are different tables), else by the fields identifying their rows,
+    so every table is dense."""
+    groups: dict[str, list[TidyFile]] = {}
+    for t in files:
+        kind = t.meta.get("kind")
+        if isinstance(kind, str) and kind:
+            key = kind
+        else:
+            fields = sorted({k for r in t.rows for k in r if k not in VALUE_FIELDS})
+            key = ", ".join(fields) or "rows"
+        groups.setdefault(key, []).append(t)
+    out = []
+    for key in sorted(groups):
+        title = name if len(groups) == 1 else f"{name}: {key}"
+        merged = pivot_files(groups[key], title)
+        if merged is not None:
+            out.append(merged)
+    return out
+
+
 def pivot_files(files: Sequence[TidyFile], name: str) -> Pivot | None:
     """All files of one kind in one table (rows from every file, the file named in a `file` column), so judges or
     reward models evaluated by separate commands can be compared side by side. Each file's metadata is kept."""

@@ -32,7 +32,7 @@ from ..resources import leaderboard_dir
 from .card import build_card
 from .charts import bar_charts, safety_column, scatter, utility_axis
 from .load import Run, TidyFile
-from .reliability import judge_coverage, judge_pairs, pivot_files
+from .reliability import judge_coverage, judge_pairs, pivot_groups
 from .table import Entry, Table, build_table, prompt_set_of, table_json
 
 MARKER = ".secvec-leaderboard"
@@ -168,8 +168,8 @@ def _render_all(pages: _Pages, table: Table, runs: Sequence[Run], rm_files: Sequ
     )
     all_samples = [s for run in runs for s in run.samples]
     pages.render("judges.html", "judges.html", pairs=judge_pairs(all_samples), coverage=judge_coverage(all_samples),
-                 pivot=pivot_files(judge_files, "Judge-agreement results"), primary_judge=table.primary_judge)
-    pages.render("rm.html", "rm.html", pivot=pivot_files(rm_files, "Reward-model evaluations"))
+                 pivots=pivot_groups(judge_files, "Judge-agreement results"), primary_judge=table.primary_judge)
+    pages.render("rm.html", "rm.html", pivots=pivot_groups(rm_files, "Reward-model evaluations"))
     for e in table.entries:
         judges = e.judges()
         pages.render(
