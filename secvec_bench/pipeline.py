@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .cache import StageCache, default_cache_root
-from .defenses import DefenseContext, get_defense
+from .defenses import DefenseContext, get_defense, has_post_train, post_train_report
 from .errors import UserError
 from .generation import GenConfig, GenStats
 from .io import sha256_json
@@ -31,6 +31,7 @@ from .scenarios import load_scenario
 from .stages import align, attack, generate_stage, judge_stage, load_attacked, load_with_adapters
 from .suite import Suite, build_suite, normalise_text
 from .training import TrainConfig
+from .defenses.security_vectors import SV_DEFAULTS
 
 ALIGN_DEFAULTS = TrainConfig(mode="lora", epochs=2, lr=2e-4, batch_size=8, lora_r=16, lora_alpha=32, seed=0)
 ATTACK_DEFAULTS = TrainConfig(mode="lora", epochs=2, lr=2e-4, batch_size=8, lora_r=16, lora_alpha=32, seed=0)
@@ -54,6 +55,10 @@ class RunConfig:
     attack_cfg: TrainConfig = ATTACK_DEFAULTS
     gen: GenConfig = field(default_factory=GenConfig)
     sv_samples: int = 100
+    sv_train: TrainConfig = SV_DEFAULTS  # security-vector adapter: rank, targets, epochs, lr
+    defense_options: dict[str, Any] = field(default_factory=dict)  # e.g. safety_ratio, safelora_threshold
+    utility: bool = False  # held-out benign loss + task score, over-refusal on safe prompts (XSTest)
+    utility_n: int = 60  # benign eval prompts and safe prompts per model state
     device: str = "cpu"
     trust_remote_code: bool = False
     revision: str | None = None
@@ -157,6 +162,8 @@ def _validate(cfg: RunConfig) -> None:
             raise UserError(f"{name} must be a positive integer, not {v}")
     if cfg.sv_samples <= 0:
         raise UserError(f"--sv-samples must be positive, not {cfg.sv_samples}")
+    if cfg.utility_n <= 0:
+        raise UserError(f"--utility-n must be positive, not {cfg.utility_n}")
     if cfg.device != "cpu" and not cfg.device.startswith("cuda"):
         raise UserError(f"--device must be cpu or cuda[:N], not {cfg.device!r}")
 
@@ -166,7 +173,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     _validate(cfg)
     t_start = time.perf_counter()
     scenarios = [load_scenario(s) for s in cfg.scenarios]
-    defenses = {name: get_defense(name, n_samples=cfg.sv_samples) for name in ordered_defenses(cfg.defenses)}
+    defenses = {name: get_defense(name, n_samples=cfg.sv_samples, sv_train=cfg.sv_train, **cfg.defense_options)
+                for name in ordered_defenses(cfg.defenses)}
     judges = [get_judge(j) for j in cfg.judges]
     data_dir = cfg.data_dir
     if data_dir is not None and data_dir != "hub" and not Path(data_dir).is_dir():
@@ -197,20 +205,50 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         else:
             aligned_path, aligned_key = ref.path, ref.fingerprint
 
-        def add_samples(responses, *, scenario, defense, seed, phase, label):
-            verdicts = {j.name: judge_stage(cache, j, eval_prompts, responses, label) for j in judges}
-            for i, (row, prompt, resp) in enumerate(zip(eval_rows, eval_prompts, responses)):
+        def add_samples(responses, *, scenario, defense, seed, phase, label, rows=None, prompts=None,
+                        prompt_set="harmful_eval"):
+            rows = eval_rows if rows is None else rows
+            prompts = eval_prompts if prompts is None else prompts
+            verdicts = {j.name: judge_stage(cache, j, prompts, responses, label) for j in judges}
+            id_prefix = phase if prompt_set == "harmful_eval" else f"{phase}/{prompt_set}"
+            for i, (row, prompt, resp) in enumerate(zip(rows, prompts, responses)):
                 samples.append({
-                    "id": f"{phase}/{scenario}/{defense}/{seed}/{row['id']}",
+                    "id": f"{id_prefix}/{scenario}/{defense}/{seed}/{row['id']}",
                     "prompt_id": row["id"], "prompt": prompt, "response": resp, "model": cfg.model,
                     "scenario": scenario, "defense": defense, "seed": seed, "phase": phase,
-                    "prompt_set": "harmful_eval", "verdicts": {name: v[i] for name, v in verdicts.items()},
+                    "prompt_set": prompt_set, "verdicts": {name: v[i] for name, v in verdicts.items()},
                 })
+
+        utility_measures: list[dict] = []
+        if cfg.utility:
+            from .utility import load_safe_prompts, spread
+
+            safe = load_safe_prompts(data_dir)
+            safe_rows = spread(safe.rows, cfg.utility_n)
+            benign_rows = suite.benign["eval"][: cfg.utility_n]
+
+        def add_utility(state_key, loader, *, scenario, defense, seed, phase, label):
+            """Utility of one model state: benign loss + task score (rows), over-refusal (judged samples)."""
+            if not cfg.utility:
+                return
+            from .utility import measure_benign
+
+            m = measure_benign(cache, state_key, loader, tokenizer, benign_rows, cfg.gen, template_hash, label,
+                               gen_stats)
+            utility_measures.append({**m, "model": cfg.model, "scenario": scenario, "defense": defense,
+                                     "phase": phase, "seed": seed})
+            safe_prompts = [r["prompt"] for r in safe_rows]
+            resp = generate_stage(cache, state_key, loader, tokenizer, safe_prompts, cfg.gen, template_hash,
+                                  f"xstest_safe {label}", gen_stats)
+            add_samples(resp, scenario=scenario, defense=defense, seed=seed, phase=phase, label=f"xstest {label}",
+                        rows=safe_rows, prompts=safe_prompts, prompt_set="xstest_safe")
 
         aligned_resp = generate_stage(cache, aligned_key, lambda: _load_plain(aligned_path, cfg), tokenizer,
                                       eval_prompts, cfg.gen, template_hash, "aligned", gen_stats)
         add_samples(aligned_resp, scenario="none", defense="none", seed=cfg.seeds[0], phase="aligned",
                     label="aligned")
+        add_utility(aligned_key, lambda: _load_plain(aligned_path, cfg), scenario="none", defense="none",
+                    seed=cfg.seeds[0], phase="aligned", label="aligned")
 
         defense_info: dict[str, Any] = {}
         scenario_info: dict[str, Any] = {}
@@ -226,18 +264,27 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                                           "spec": sc.spec}
                 for dname, defense in defenses.items():
                     ctx = DefenseContext(cache, aligned_path, aligned_key, tokenizer, suite, seed,
-                                         trust_remote_code=cfg.trust_remote_code)
+                                         trust_remote_code=cfg.trust_remote_code,
+                                         base_path=ref.path if cfg.align else None)
                     prepared = defense.prepare(ctx)
                     examples = defense.training_data(base_examples, ctx)
                     convs = [e.messages for e in examples]
                     tcfg = replace(cfg.attack_cfg, seed=seed)
                     label = f"{sc.name}:{dname}:seed{seed}"
                     attack_dir, attack_key = attack(ctx, prepared, convs, tcfg, label)
+                    if has_post_train(defense):  # post-fine-tuning defenses rewrite the attack's output
+                        attack_dir, attack_key = defense.post_train(attack_dir, attack_key, ctx)
                     resp = generate_stage(cache, attack_key,
                                           lambda: load_attacked(aligned_path, attack_dir, cfg.trust_remote_code),
                                           tokenizer, eval_prompts, cfg.gen, template_hash, label, gen_stats)
                     add_samples(resp, scenario=sc.name, defense=dname, seed=seed, phase="attacked", label=label)
+                    add_utility(attack_key,
+                                lambda: load_attacked(aligned_path, attack_dir, cfg.trust_remote_code),
+                                scenario=sc.name, defense=dname, seed=seed, phase="attacked", label=label)
                     defense_info[dname] = {"config": defense.config(), **prepared.info}
+                    report = post_train_report(attack_dir)
+                    if report:
+                        defense_info[dname].setdefault("post_train", {})[f"{sc.name}:seed{seed}"] = report
                     if prepared.frozen_adapters and sc is scenarios[0]:
                         # The control: the model with the frozen adapters ON must itself be harmful.
                         on_key = sha256_json([aligned_key, prepared.key, "adapters-on"])
@@ -250,6 +297,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                                     label=f"{dname}-on:seed{seed}")
 
         rows = [r.as_dict() for r in rows_from_samples(samples)]
+        if cfg.utility:
+            from .utility import over_refusal_rows, utility_rows
+
+            rows += over_refusal_rows(rows) + [r.as_dict() for r in utility_rows(utility_measures)]
         results = {
             "run_id": run_id,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -266,6 +317,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                                     "benign": {k: len(v) for k, v in suite.benign.items()}},
                          "eval_prompt_ids": [r["id"] for r in eval_rows]},
                 "hygiene": hygiene,
+                "utility": ({"safe_prompts": safe.source, "safe_prompts_sha256": safe.sha256,
+                             "safe_prompt_ids": [r["id"] for r in safe_rows],
+                             "benign_eval_ids": [r["id"] for r in benign_rows]} if cfg.utility else None),
                 "scenarios": scenario_info,
                 "defenses": defense_info,
                 "judges": {j.name: j.config() for j in judges},
@@ -294,6 +348,6 @@ def _load_plain(path: Path, cfg: RunConfig):
 
 def _jsonable_config(cfg: RunConfig) -> dict[str, Any]:
     d = asdict(cfg)
-    for k in ("align_cfg", "attack_cfg"):
+    for k in ("align_cfg", "attack_cfg", "sv_train"):
         d[k]["target_modules"] = list(d[k]["target_modules"])
     return d

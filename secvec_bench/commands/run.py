@@ -9,6 +9,9 @@ from typing import Any
 
 from ..errors import UserError
 from ..generation import GenConfig
+from ..defenses.safelora import DEFAULT_THRESHOLD as SAFELORA_THRESHOLD
+from ..defenses.safety_mix import DEFAULT_RATIO as SAFETY_RATIO
+from ..defenses.security_vectors import SV_DEFAULTS
 from ..pipeline import ATTACK_DEFAULTS, RunConfig, run
 
 
@@ -52,6 +55,43 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
 
 
+def add_defense_options(p: argparse.ArgumentParser) -> None:
+    """Security-vector, defense and utility options (shared by `run` and `study sv`)."""
+    p.add_argument("--sv-samples", type=_positive, default=100, help="security-vector training examples")
+    p.add_argument("--sv-rank", type=_positive, default=SV_DEFAULTS.lora_r, help="security-vector LoRA rank")
+    p.add_argument("--sv-alpha", type=_positive, default=None, help="security-vector LoRA alpha (default: 2 x rank)")
+    p.add_argument("--sv-targets", type=_csv, default=list(SV_DEFAULTS.target_modules),
+                   help="security-vector LoRA target modules, comma-separated")
+    p.add_argument("--sv-epochs", type=_positive, default=SV_DEFAULTS.epochs, help="security-vector training epochs")
+    p.add_argument("--sv-lr", type=float, default=SV_DEFAULTS.lr, help="security-vector learning rate")
+    p.add_argument("--safety-ratio", type=float, default=SAFETY_RATIO,
+                   help="safety_mix: refusal examples added per user example (default 0.1)")
+    p.add_argument("--safelora-threshold", type=float, default=SAFELORA_THRESHOLD,
+                   help="safelora: project layers whose similarity is <= this (default 0.35)")
+    p.add_argument("--utility", action="store_true",
+                   help="also measure held-out benign loss, task score and over-refusal on safe prompts (XSTest)")
+    p.add_argument("--utility-n", type=_positive, default=60, help="benign and safe prompts per model state")
+
+
+def defense_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig fields from the options of `add_defense_options`; bad values raise UserError naming the flag."""
+    if args.sv_lr <= 0:
+        raise UserError(f"--sv-lr must be positive, not {args.sv_lr}")
+    if not 0 < args.safety_ratio <= 10:
+        raise UserError(f"--safety-ratio must be in (0, 10], not {args.safety_ratio}")
+    if not -1 <= args.safelora_threshold <= 1:
+        raise UserError(f"--safelora-threshold must be a cosine similarity in [-1, 1], not {args.safelora_threshold}")
+    sv_train = replace(SV_DEFAULTS, lora_r=args.sv_rank, lora_alpha=args.sv_alpha or 2 * args.sv_rank,
+                       target_modules=tuple(args.sv_targets), epochs=args.sv_epochs, lr=args.sv_lr)
+    options: dict[str, Any] = {}
+    if args.safety_ratio != SAFETY_RATIO:
+        options["safety_ratio"] = args.safety_ratio
+    if args.safelora_threshold != SAFELORA_THRESHOLD:
+        options["safelora_threshold"] = args.safelora_threshold
+    return {"sv_samples": args.sv_samples, "sv_train": sv_train, "defense_options": options,
+            "utility": args.utility, "utility_n": args.utility_n}
+
+
 def add_to(sub: Any) -> None:
     p = sub.add_parser("run", help="align, attack, defend, generate, judge; print and store results",
                        description=__doc__)
@@ -71,7 +111,7 @@ def add_to(sub: Any) -> None:
     p.add_argument("--attack-mode", choices=["lora", "full"], default="lora")
     p.add_argument("--attack-epochs", type=_positive, default=ATTACK_DEFAULTS.epochs)
     p.add_argument("--attack-lr", type=float, default=ATTACK_DEFAULTS.lr)
-    p.add_argument("--sv-samples", type=_positive, default=100, help="security-vector training examples")
+    add_defense_options(p)
     p.add_argument("--no-align", action="store_true", help="skip the alignment stage (model already aligned)")
     p.add_argument("--allow-overlap", action="store_true", help="run even if training and eval prompts overlap")
     p.set_defaults(func=run_command)
@@ -95,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         align=not args.no_align,
         attack_cfg=replace(ATTACK_DEFAULTS, mode=args.attack_mode, epochs=args.attack_epochs, lr=args.attack_lr),
         gen=GenConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
-        sv_samples=args.sv_samples,
+        **defense_settings(args),
         device=args.device,
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,

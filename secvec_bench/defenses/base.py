@@ -4,6 +4,9 @@
   adapters to keep *active and frozen* during the attack, and any extra metadata for provenance.
 - `training_data(examples, ctx)` may change the user's data (e.g. mix in safety examples).
 - Everything in `Prepared.frozen_adapters` is removed for inference: the pipeline evaluates the attacked weights alone.
+- Optional `post_train(attack_dir, attack_key, ctx) -> (attack_dir, attack_key)`: a post-fine-tuning defense rewrites
+  the attack's output (e.g. SafeLoRA projects the LoRA update) as its own cached stage. A defense whose `prepare`
+  returns the default `Prepared()` shares the undefended attack's cache entry, so a post-hoc defense costs no training.
 
 Each defense's docstring says in which stage it acts (alignment, fine-tuning, post-fine-tuning) and its threat model.
 """
@@ -29,6 +32,7 @@ class DefenseContext:
     seed: int
     options: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
+    base_path: Path | None = None  # the model before alignment (SafeLoRA's "unaligned" weights); None without align
 
 
 @dataclass
@@ -46,6 +50,22 @@ class Defense(Protocol):
     def prepare(self, ctx: DefenseContext) -> Prepared: ...
 
     def training_data(self, examples: Sequence[Any], ctx: DefenseContext) -> list[Any]: ...
+
+
+POST_TRAIN_REPORT = "post_train.json"  # a post-training stage's report, copied into the run's provenance
+
+
+def post_train_report(attack_dir: Path) -> dict[str, Any]:
+    """The report a post-training defense left beside its rewritten attack output ({} if none)."""
+    import json
+
+    p = Path(attack_dir) / POST_TRAIN_REPORT
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def has_post_train(defense: Any) -> bool:
+    """Whether a defense acts after fine-tuning (defines `post_train`)."""
+    return callable(getattr(defense, "post_train", None))
 
 
 DEFENSES: Registry = Registry("defense")

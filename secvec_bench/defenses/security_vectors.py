@@ -29,11 +29,12 @@ class SecurityVectors:
     name = "security_vectors"
     adapter_name = "sv"
 
-    def __init__(self, n_samples: int = 100, train: TrainConfig | None = None, **_: Any) -> None:
+    def __init__(self, n_samples: int = 100, train: TrainConfig | None = None, sv_train: TrainConfig | None = None,
+                 **_: Any) -> None:
         if n_samples <= 0:
             raise ValueError("n_samples must be positive")
         self.n_samples = n_samples
-        self.train_cfg = train or SV_DEFAULTS
+        self.train_cfg = sv_train or train or SV_DEFAULTS
 
     def config(self) -> dict[str, Any]:
         return {"defense": self.name, "n_samples": self.n_samples, "train": self.train_cfg.as_dict()}
