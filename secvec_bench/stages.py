@@ -33,6 +33,14 @@ def _find_adapter(folder: Path) -> Path:
     return hits[0]
 
 
+def seed_init(seed: int) -> None:
+    """Seed torch before adapters are created: PEFT draws LoRA A matrices from the global RNG, which torch seeds
+    differently in every process, so without this a rebuilt (e.g. resumed-after-kill) stage gives other weights."""
+    import torch
+
+    torch.manual_seed(seed)
+
+
 def align(cache: StageCache, base_path: Path, base_key: str, tokenizer: Any, conversations: list[list[dict]],
           cfg: TrainConfig, trust_remote_code: bool = False) -> tuple[Path, str]:
     """LoRA-align the base model on refusals + benign answers, merge, and save a full safetensors model."""
@@ -43,6 +51,7 @@ def align(cache: StageCache, base_path: Path, base_key: str, tokenizer: Any, con
 
         status(f"aligning the base model on {len(conversations)} examples (LoRA r{cfg.lora_r}, {cfg.epochs} epochs)")
         model = load_model(base_path, trust_remote_code=trust_remote_code)
+        seed_init(cfg.seed)
         peft_model = get_peft_model(model, lora_config(cfg))
         stats = train(peft_model, tokenizer, conversations, cfg, desc="align")
         merged = peft_model.merge_and_unload()
@@ -64,6 +73,7 @@ def train_adapter(ctx: DefenseContext, name: str, conversations: list[list[dict]
 
         status(f"training adapter {name!r} on {len(conversations)} examples")
         model = load_model(ctx.aligned_path, trust_remote_code=ctx.trust_remote_code)
+        seed_init(cfg.seed)
         peft_model = get_peft_model(model, lora_config(cfg), adapter_name=name)
         stats = train(peft_model, ctx.tokenizer, conversations, cfg, desc=name)
         peft_model.save_pretrained(tmp / "adapter", selected_adapters=[name])
@@ -96,6 +106,7 @@ def build_attack_model(model: Any, frozen: dict[str, Path], cfg: TrainConfig):
     from peft import get_peft_model
 
     frozen_tags = [f".{n}." for n in frozen]
+    seed_init(cfg.seed)
     if cfg.mode == "lora":
         if frozen:
             pm = attach_frozen(model, frozen)
