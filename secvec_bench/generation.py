@@ -3,6 +3,11 @@
 Left padding keeps each prompt's last token adjacent to its first generated token, so results do not change with
 batch size (RewardBench #137); sorting prompts by token length before batching keeps padding (wasted compute) small.
 Chat formatting is done once per prompt through the tokenizer's template, never per token.
+
+`generate` dispatches on `GenConfig.backend` (secvec_bench.backends: `transformers` here, `vllm` on a GPU);
+`hf_generate` is the transformers loop itself. Decoding runs under `torch.inference_mode` (no autograd bookkeeping)
+and, with `bf16=True`, under CPU/GPU bf16 autocast: bench/bench_generation.py measures both the speed and the
+fp32-vs-bf16 agreement of the responses.
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ class GenConfig:
     top_p: float = 1.0
     seed: int = 0
     bf16: bool = False
+    backend: str = "transformers"  # secvec_bench.backends name
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Cache-key view: `backend` appears only when not the default, so keys made before it existed still hit."""
+        d = asdict(self)
+        if d["backend"] == "transformers":
+            d.pop("backend")
+        return d
 
 
 @dataclass
@@ -51,6 +61,21 @@ def generate(
     stats: GenStats | None = None,
 ) -> list[str]:
     """Responses to user prompts (chat-formatted with the tokenizer's template), in the input order."""
+    from .backends import get_backend
+
+    return get_backend(cfg.backend).generate(model, tokenizer, prompts, cfg, system=system, desc=desc, stats=stats)
+
+
+def hf_generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    cfg: GenConfig,
+    system: str | None = None,
+    desc: str = "generate",
+    stats: GenStats | None = None,
+) -> list[str]:
+    """The transformers backend: batched `model.generate`, left-padded, prompts sorted by token length."""
     import torch
 
     texts = [prompt_text(tokenizer, p, system) for p in prompts]
@@ -63,6 +88,7 @@ def generate(
     new_tokens = 0
     torch.manual_seed(cfg.seed)
     model.eval()
+    device = next(model.parameters()).device
     with bar(total=len(texts), desc=desc, unit="prompt") as pb:
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
@@ -80,8 +106,8 @@ def generate(
                 kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.no_grad(), autocast_context(cfg.bf16):
-                gen = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            with torch.inference_mode(), autocast_context(cfg.bf16, device.type):
+                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).cpu()
             for row, i in enumerate(idx):
                 new = gen[row, width:].tolist()
                 if eos in new:

@@ -105,11 +105,12 @@ def encode_all(tokenizer: Any, conversations: Sequence[Sequence[dict]], max_len:
     return out
 
 
-def autocast_context(bf16: bool):
+def autocast_context(bf16: bool, device_type: str = "cpu"):
+    """bf16 autocast on `device_type` (matmuls in bf16, reductions and norms kept in fp32), or nothing."""
     import torch
 
     if bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return nullcontext()
 
 
