@@ -12,7 +12,8 @@ from ..generation import GenConfig
 from ..defenses.safelora import DEFAULT_THRESHOLD as SAFELORA_THRESHOLD
 from ..defenses.safety_mix import DEFAULT_RATIO as SAFETY_RATIO
 from ..defenses.security_vectors import SV_DEFAULTS
-from ..pipeline import ATTACK_DEFAULTS, RunConfig, run
+from ..backends import backend_names, get_backend
+from ..pipeline import ALIGN_DEFAULTS, ATTACK_DEFAULTS, RunConfig, run
 
 
 def _csv(value: str) -> list[str]:
@@ -108,6 +109,11 @@ def add_to(sub: Any) -> None:
     p.add_argument("--max-eval", type=_positive, default=None, help="cap held-out evaluation prompts")
     p.add_argument("--max-new-tokens", type=_positive, default=64)
     p.add_argument("--batch-size", type=_positive, default=32, help="generation batch size")
+    p.add_argument("--backend", choices=backend_names(), default="transformers",
+                   help="generation backend: transformers (default) or vllm (CUDA + the vllm extra)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                   help="bf16 autocast for alignment, attack training and generation (CPUs with avx512_bf16/AMX, "
+                        "or GPUs); see docs/performance.md for its speed and agreement with fp32")
     p.add_argument("--attack-mode", choices=["lora", "full"], default="lora")
     p.add_argument("--attack-epochs", type=_positive, default=ATTACK_DEFAULTS.epochs)
     p.add_argument("--attack-lr", type=float, default=ATTACK_DEFAULTS.lr)
@@ -120,6 +126,9 @@ def add_to(sub: Any) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.attack_lr <= 0:
         raise UserError(f"--attack-lr must be positive, not {args.attack_lr}")
+    gen = GenConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, bf16=args.bf16,
+                    backend=args.backend)
+    get_backend(args.backend).check(gen)  # missing vllm / no CUDA: one line, before any work
     return RunConfig(
         model=args.model,
         scenarios=args.scenario or ["explicit_harmful"],
@@ -133,8 +142,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_train=args.max_train,
         max_eval=args.max_eval,
         align=not args.no_align,
-        attack_cfg=replace(ATTACK_DEFAULTS, mode=args.attack_mode, epochs=args.attack_epochs, lr=args.attack_lr),
-        gen=GenConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
+        attack_cfg=replace(ATTACK_DEFAULTS, mode=args.attack_mode, epochs=args.attack_epochs, lr=args.attack_lr,
+                           bf16=args.bf16),
+        align_cfg=replace(ALIGN_DEFAULTS, bf16=args.bf16),
+        gen=gen,
         **defense_settings(args),
         device=args.device,
         trust_remote_code=args.trust_remote_code,
