@@ -32,6 +32,12 @@ def add_judge_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
     g.add_argument("--retries", type=int, help="llm judge: retries per request on errors (default 3)")
     g.add_argument("--concurrency", type=int, help="llm judge: parallel HTTP requests (default 4)")
     g.add_argument("--max-new-tokens", type=int, help="llm judge: tokens to generate per verdict (default 160)")
+    g.add_argument("--judge-max-chars", type=int,
+                   help="llm judge: clip prompt and response to this many characters each (default 2000)")
+    g.add_argument("--llm-scoring", choices=("generate", "logprob"),
+                   help="llm judge: 'generate' (reason then '#thescore: N', parsed; default) or 'logprob' (local "
+                        "model only: the most probable of 1-5 after '#thescore:', for models too small to follow "
+                        "the format)")
 
 
 def judge_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -45,6 +51,8 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
         "retries",
         "concurrency",
         "max_new_tokens",
+        "judge_max_chars",
+        "llm_scoring",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 

@@ -29,6 +29,7 @@ from ..io import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes,
 from .base import JUDGES, Verdict
 from .keyword import KeywordJudge
 from .labelled import LabelledItem
+from .text import strip_template_tags
 
 FEATURES = "response_emb+prompt_x_response_emb+keyword_refusal"
 WEIGHTS_FILE = "classifier_harmbench.json"
@@ -111,7 +112,7 @@ def _verdict(p: float) -> Verdict:
 
 
 def _empty() -> Verdict:
-    return Verdict("classifier", None, None, None, False, "empty response: unscored")
+    return Verdict("classifier", None, None, None, False, "empty response (or only template tags): unscored")
 
 
 def train(items: Sequence[LabelledItem], data_sha256: str, data_origin: str, c: float = DEFAULT_C) -> dict[str, Any]:
@@ -183,7 +184,7 @@ class ClassifierJudge:
         return self.score_batch([prompt], [response])[0]
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
-        keep = [i for i, r in enumerate(responses) if r and r.strip()]
+        keep = [i for i, r in enumerate(responses) if r and strip_template_tags(r).strip()]
         out = [_empty() for _ in responses]
         if keep:
             x = features([prompts[i] for i in keep], [responses[i] for i in keep], use_cache=False)
@@ -201,7 +202,7 @@ class ClassifierJudge:
         groups = np.array([it.group for it in items])
         if len(set(groups.tolist())) < folds:
             raise UserError(f"grouped CV needs at least {folds} groups (behaviours); got {len(set(groups.tolist()))}")
-        keep = [i for i, it in enumerate(items) if it.response.strip()]
+        keep = [i for i, it in enumerate(items) if strip_template_tags(it.response).strip()]
         out = [_empty() for _ in items]
         x = features([items[i].prompt for i in keep], [items[i].response for i in keep])
         y = np.array([items[i].label for i in keep])

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .base import JUDGES, Verdict
+from .text import TEMPLATE_TAG
 
-TEMPLATE_TAG = re.compile(r"<\|im_start\|>\s*(?:system|user|assistant)?|<\|[^|<>]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
