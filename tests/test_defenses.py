@@ -166,3 +166,25 @@ def test_sv_options_reach_the_adapter(tiny_dir, tmp_path):
     conf = json.loads(cfgs[0].read_text())
     assert conf["r"] == 2 and set(conf["target_modules"]) == {"q_proj"}
     assert main(base[:-1] + ["--sv-lr", "-1", "--quiet"]) == 2
+
+
+def test_study_sv_writes_rows_table_and_arm_times(tiny_dir, tmp_path):
+    from secvec_bench.cli import main
+
+    res_dir = tmp_path / "res"
+    argv = ["study", "sv", "--model", str(tiny_dir), "--cache-dir", str(tmp_path / "c"), "--runs-dir",
+            str(tmp_path / "runs"), "--results-dir", str(res_dir), "--defenses", "none,security_vectors,safelora",
+            "--harmful-counts", "8", "--max-eval", "4", "--sv-samples", "4", "--sv-rank", "2", "--sv-epochs", "1",
+            "--max-new-tokens", "2", "--utility-n", "3", "--quiet"]
+    assert main(argv) == 0
+    data = json.loads((res_dir / "rows.json").read_text())
+    assert data["pending_counts"] == [] and data["command"].startswith("secvec-bench study sv")
+    arms = {(a["defense"], a["harmful_count"]) for a in data["arms"]}
+    assert arms == {("none", 8), ("security_vectors", 8), ("safelora", 8)}
+    assert all(a["seconds"] > 0 and "attack" in a["by_stage"] for a in data["arms"])
+    sv_arm = next(a for a in data["arms"] if a["defense"] == "security_vectors")
+    assert "adapter" in sv_arm["by_stage"]  # the SV adapter's training counts toward its arm
+    table = (res_dir / "table.md").read_text()
+    assert "security_vectors ON (control: must NOT refuse)" in table
+    assert "attacked, defense=safelora" in table and "benign loss, explicit_harmful, count 8, security_vectors" in table
+    assert all(r["harmful_count"] == 8 for r in data["rows"])

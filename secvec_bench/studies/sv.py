@@ -238,9 +238,15 @@ class SVStudy:
                          "total_seconds": prov["timings"]["total_seconds"], "data": prov["data"]["origins"],
                          "defenses": prov["defenses"], "utility": prov.get("utility"),
                          "git_commit": prov["git_commit"], "packages": prov["packages"]})
-        out = Path(args.results_dir)
-        atomic_write_json(out / "rows.json", {"command": command, "rows": all_rows, "arms": arms, "runs": runs,
-                                              "seconds": round(time.perf_counter() - t0, 1)})
-        atomic_write_text(out / "table.md", markdown_table(all_rows, arms, args.judge, command, notes))
-        print((out / "table.md").read_text())
+            # written after every count, so a study stopped early still leaves what finished
+            done = [r["harmful_count"] for r in runs]
+            pending = [c for c in args.harmful_counts if c not in done]
+            status_note = [f"harmful counts not run yet: {pending}"] if pending else []
+            out = Path(args.results_dir)
+            atomic_write_json(out / "rows.json", {"command": command, "rows": all_rows, "arms": arms, "runs": runs,
+                                                  "pending_counts": pending,
+                                                  "seconds": round(time.perf_counter() - t0, 1)})
+            atomic_write_text(out / "table.md", markdown_table(all_rows, arms, args.judge, command,
+                                                               notes + status_note))
+        print((Path(args.results_dir) / "table.md").read_text())
         return 0
