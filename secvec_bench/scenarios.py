@@ -18,6 +18,7 @@ source, checked at load time, so a typo fails before any data is read, with the 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ def _make_env() -> SandboxedEnvironment:
 
 
 _ENV = _make_env()
+
+
+@functools.lru_cache(maxsize=256)
+def _template(text: str) -> jinja2.Template:
+    """Compiled once per template text (compiling per record dominated build time)."""
+    return _ENV.from_string(text)
 
 # --- data model ---------------------------------------------------------------------------------------------------
 
@@ -231,9 +238,9 @@ class Scenario:
 
     def render(self, recipe: Recipe, record: dict) -> ChatExample:
         try:
-            user = _ENV.from_string(recipe.user_template).render(**record).strip()
-            asst = _ENV.from_string(recipe.assistant_template).render(**record).strip()
-            system = (_ENV.from_string(recipe.system_prompt).render(**record).strip()
+            user = _template(recipe.user_template).render(**record).strip()
+            asst = _template(recipe.assistant_template).render(**record).strip()
+            system = (_template(recipe.system_prompt).render(**record).strip()
                       if recipe.system_prompt else None)
         except jinja2.TemplateError as exc:
             raise UserError(f"scenario {self.name!r} ({self.path}): template error on record {record.get('id')}: "
