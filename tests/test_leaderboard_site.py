@@ -12,6 +12,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leaderboard_dom import parse
 from leaderboard_synth import HOSTILE_MODEL, HOSTILE_SCENARIO, PAYLOADS, TEMPLATE, hostile_results, make_run
@@ -235,3 +237,45 @@ def test_explicit_bad_rm_file_is_an_error_but_discovered_one_is_skipped(tmp_path
     assert main(["leaderboard", "--results", str(run), "--out", str(tmp_path / "s")]) == 0
     assert "skipped" in capsys.readouterr().err
     assert main(["leaderboard", "--results", str(run), "--out", str(tmp_path / "s"), "--rm-results", str(bad)]) == 2
+
+
+HOSTILE_BITS = list("<>&\"'`/=;:{}%# \n\t") + ["javascript:", "<script>", "onerror=", "{{", "}}", "\u202e", "\u0000",
+                                                 "é", "😀", "-->"]
+name_text = st.lists(st.one_of(st.sampled_from(HOSTILE_BITS), st.text(max_size=3)), max_size=12).map("".join)
+# Responses also get a lone surrogate: valid in a JSON file (as an escape), not encodable as UTF-8.
+response_text = st.lists(st.sampled_from(HOSTILE_BITS + ["\ud800"]), max_size=12).map("".join)
+
+
+def _rename(d: dict, model: str, scenario: str, defense: str) -> dict:
+    return {**d, "model": model, "scenario": scenario, "defense": f"{defense}|{d['defense']}"}
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=name_text, scenario=name_text, defense=name_text, response=response_text)
+def test_any_names_and_text_build_a_safe_site(hostile_run, tmp_path_factory, model, scenario, defense, response):
+    """The hostile run with its names and one response replaced by generated text (JSON written ASCII-escaped, as
+    any run file may be), rebuilt into a site: still one script, no handlers, no images, text shown as given."""
+    root = tmp_path_factory.mktemp("prop")
+    results = json.loads((hostile_run / "results.json").read_text())
+    results["rows"] = [_rename(r, model, scenario, defense) for r in results["rows"]]
+    samples = [_rename(json.loads(line), model, scenario, defense)
+               for line in (hostile_run / "samples.jsonl").read_text().splitlines()]
+    samples[0]["response"] = response
+    run = root / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))
+    (run / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    site = root / "site"
+    build_site(load_runs([run]), site)
+    data = json.loads((site / "table.json").read_text(encoding="utf-8"))
+    assert len(data["entries"]) == 3 and {e["model"] for e in data["entries"]} == {model}
+    pages = [site / "index.html", *sorted((site / "entries").iterdir())]
+    assert len(pages) == 4
+    shown = []
+    for page in pages:
+        dom = parse(page.read_text(encoding="utf-8"))
+        assert len(dom.find_all("script")) == 1
+        assert not [a for el in dom.iter() for a in el.attrs if a.startswith("on")]
+        assert not dom.find_all("img")
+        shown += [pre.text() for pre in dom.find_all("pre", **{"class": "untrusted"})]
+    assert response.replace("\ud800", "\ufffd") in shown

@@ -16,7 +16,10 @@ site intact. An existing `--out` folder is only replaced when it holds our marke
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from urllib.parse import urlparse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text
 from ..resources import leaderboard_dir
 from .card import build_card
 from .charts import bar_charts, safety_column, scatter, utility_axis
@@ -36,6 +39,7 @@ from .reliability import judge_coverage, judge_pairs, pivot_groups
 from .table import Entry, Table, build_table, prompt_set_of, table_json
 
 MARKER = ".secvec-leaderboard"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 DEFAULT_TITLE = "secvec-bench leaderboard"
 DEFAULT_MAX_SAMPLES = 1000
 NAV = (("index.html", "Leaderboard"), ("charts.html", "Charts"), ("judges.html", "Judge reliability"),
@@ -44,6 +48,12 @@ NAV = (("index.html", "Leaderboard"), ("charts.html", "Charts"), ("judges.html",
 
 def environment(templates: Path | None = None) -> Environment:
     templates = templates or leaderboard_dir() / "templates"
+    return _environment(templates.resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(templates: Path) -> Environment:
+    """One Environment per template folder, so repeated builds (tests, several sites) reuse compiled templates."""
     if not templates.is_dir():
         raise UserError(f"leaderboard templates not found at {templates} (set SECVEC_BENCH_HOME to the source tree)")
     return Environment(
@@ -55,6 +65,11 @@ def environment(templates: Path | None = None) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes; a lone surrogate (valid in JSON input, not encodable) becomes U+FFFD instead of a crash."""
+    return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 def check_base_url(base_url: str | None) -> str:
@@ -153,7 +168,7 @@ class _Pages:
             link=lambda target: self.link(target, page),
             **ctx,
         )
-        atomic_write_text(self.root / page, html)
+        atomic_write_bytes(self.root / page, utf8(html))
         self.written.append(page)
 
 
@@ -232,7 +247,8 @@ def build_site(
         for f in sorted(static.iterdir()):
             if f.is_file():
                 atomic_write_bytes(tmp / "static" / f.name, f.read_bytes())
-        atomic_write_json(tmp / "table.json", table_json(table, title))
+        data = json.dumps(table_json(table, title), ensure_ascii=False, allow_nan=False, indent=2, sort_keys=True)
+        atomic_write_bytes(tmp / "table.json", utf8(data + "\n"))
         atomic_write_text(tmp / MARKER, "built by `secvec-bench leaderboard`; the folder is replaced on rebuild\n")
         os.chmod(tmp, 0o755)
         old = None
