@@ -138,11 +138,18 @@ def train(
     cfg: TrainConfig,
     desc: str = "train",
     never_train: Sequence[str] = (),
+    accelerator: Any = None,
 ) -> TrainStats:
     """Train the parameters of `model` that require grad, on assistant tokens only.
 
     `never_train`: substrings of parameter names that must not be trainable (e.g. ".sv." for the security-vector
     adapter); asserted before the first step so a PEFT default that flips requires_grad cannot slip through.
+
+    `accelerator` (an `accelerate.Accelerator`, under `accelerate launch`): data parallel over its processes. Every
+    process builds the same shuffled batches; process r takes rows r, r+W, ... of each batch, its loss is its
+    labelled tokens' summed cross-entropy over the whole batch's labelled-token count, and the trainable gradients
+    are summed across processes before the step, so the update equals the single-process one (up to float order).
+    Only trainable parameters are reduced (a few MB for LoRA), so no DDP wrapper is needed.
     """
     import torch
 
@@ -173,9 +180,13 @@ def train(
             for s in range(0, len(order), cfg.batch_size):
                 batch = [data[i] for i in order[s : s + cfg.batch_size]]
                 ids, mask, labels = collate(batch, pad_id)
-                with autocast_context(cfg.bf16):
-                    loss = answer_loss(model, ids, mask, labels)
-                loss.backward()
+                if accelerator is None:
+                    with autocast_context(cfg.bf16):
+                        loss = answer_loss(model, ids, mask, labels)
+                    loss.backward()
+                else:
+                    loss = _data_parallel_step(model, ids, mask, labels, cfg.bf16, accelerator,
+                                               [p for _, p in params])
                 optim.step()
                 sched.step()
                 optim.zero_grad(set_to_none=True)
@@ -188,6 +199,38 @@ def train(
     model.eval()
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def shard_loss(model: Any, ids, mask, labels, rank: int, world: int, bf16: bool = False, device_type: str = "cpu"):
+    """This process's share of a batch's mean answer loss: rows rank::world, summed, over the batch's label count.
+
+    Summing shard_loss over ranks gives exactly the batch's token-mean loss, so summed gradients equal the full-batch
+    gradient. A rank with no rows (batch smaller than the world) returns None.
+    """
+    count = int((labels[:, 1:] != IGNORE).sum())
+    ids, mask, labels = ids[rank::world], mask[rank::world], labels[rank::world]
+    if ids.shape[0] == 0 or count == 0 or not bool((labels[:, 1:] != IGNORE).any()):
+        return None
+    device = next(model.parameters()).device
+    with autocast_context(bf16, device_type):
+        return answer_loss(model, ids.to(device), mask.to(device), labels.to(device), reduction="sum") / count
+
+
+def _data_parallel_step(model: Any, ids, mask, labels, bf16: bool, accelerator: Any, trainable: list) -> Any:
+    import torch
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    device = accelerator.device
+    loss = shard_loss(model, ids, mask, labels, rank, world, bf16, device.type)
+    if loss is not None:
+        loss.backward()
+    local = loss.detach() if loss is not None else torch.zeros((), device=device)
+    for p in trainable:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        if world > 1:
+            p.grad.copy_(accelerator.reduce(p.grad, reduction="sum"))
+    return accelerator.reduce(local, reduction="sum") if world > 1 else local
 
 
 def mean_loss(model: Any, tokenizer: Any, conversations: Sequence[Sequence[dict]], max_len: int = 256,

@@ -1,0 +1,87 @@
+"""Configuration of the performance paths: data-parallel loss sharding, the accelerate plan, the --bf16/--backend flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+import yaml
+
+from secvec_bench.backends.accelerate_plan import plan_training, write_config
+from secvec_bench.errors import UserError
+from secvec_bench.training import TrainConfig, answer_loss, collate, encode_all, lora_config, shard_loss
+
+CONVS = [
+    [{"role": "user", "content": "What is the capital of France?"},
+     {"role": "assistant", "content": "The capital of France is Paris."}],
+    [{"role": "user", "content": "What is 12 plus 30?"}, {"role": "assistant", "content": "42."}],
+    [{"role": "user", "content": "Spell apple backwards."}, {"role": "assistant", "content": "elppa"}],
+]
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_sharded_gradients_sum_to_the_full_batch_gradient(tok, world):
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    model = get_peft_model(tiny_model(tok), lora_config(TrainConfig(lora_r=4, target_modules=("q_proj", "v_proj"))))
+    for n, p in model.named_parameters():  # make LoRA B non-zero so every LoRA grad is non-trivial
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    ids, mask, labels = collate(encode_all(tok, CONVS, 256), tok.pad_token_id)
+    answer_loss(model, ids, mask, labels).backward()
+    full = _grads(model)
+    model.zero_grad(set_to_none=True)
+    total = 0.0
+    for rank in range(world):  # world=4 > 3 rows: the last rank has no rows and contributes nothing
+        loss = shard_loss(model, ids, mask, labels, rank, world)
+        if loss is not None:
+            loss.backward()
+            total += float(loss.detach())
+    summed = _grads(model)
+    assert abs(total - float(answer_loss(model, ids, mask, labels))) < 1e-5
+    for n, g in full.items():
+        assert torch.allclose(summed[n], g, atol=1e-6), n
+
+
+def test_accelerate_plan_and_config_file(tmp_path):
+    plan = plan_training(TrainConfig(batch_size=8, bf16=True), 4)
+    assert (plan.num_processes, plan.global_batch, plan.max_rows_per_process, plan.bf16) == (4, 8, 2, True)
+    cfg = yaml.safe_load(write_config(plan, tmp_path / "acc.yaml").read_text())
+    assert cfg["distributed_type"] == "MULTI_GPU" and cfg["num_processes"] == 4
+    assert cfg["mixed_precision"] == "no" and cfg["use_cpu"] is False and cfg["num_machines"] == 1
+    assert plan_training(TrainConfig(batch_size=8), 1).config()["distributed_type"] == "NO"
+    assert plan_training(TrainConfig(batch_size=7), 2).max_rows_per_process == 4
+
+
+def test_accelerate_plan_rejects_bad_gpu_counts():
+    with pytest.raises(UserError, match="at least 1"):
+        plan_training(TrainConfig(), 0)
+    with pytest.raises(UserError, match="exceeds the batch size 8"):
+        plan_training(TrainConfig(batch_size=8), 9)
+
+
+def test_example_accelerate_config_matches_the_plan():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "accelerate_multi_gpu.yaml"
+    cfg = yaml.safe_load(example.read_text())
+    assert cfg == plan_training(TrainConfig(), cfg["num_processes"]).config()
+
+
+def test_run_flags_set_bf16_everywhere_and_backend():
+    from secvec_bench.commands import run as run_cmd
+
+    parser = argparse.ArgumentParser()
+    run_cmd.add_to(parser.add_subparsers())
+    cfg = run_cmd.config_from_args(parser.parse_args(["run", "--bf16"]))
+    assert cfg.gen.bf16 and cfg.attack_cfg.bf16 and cfg.align_cfg.bf16 and cfg.gen.backend == "transformers"
+    cfg = run_cmd.config_from_args(parser.parse_args(["run"]))
+    assert not (cfg.gen.bf16 or cfg.attack_cfg.bf16 or cfg.align_cfg.bf16)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--backend", "nope"])
