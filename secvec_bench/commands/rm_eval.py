@@ -34,8 +34,9 @@ from ..rm.run_eval import evaluate_run, format_run_table
 
 DEFAULT_MAX_PAIRS = 300
 DEFAULT_MAX_DEV = 100
-DEFAULT_MAX_PAIRS_SLOW = 50  # implicit / seqcls: two 135M-LM passes per response take ~1 s each on a busy 2-core CPU
-DEFAULT_MAX_DEV_SLOW = 25
+DEFAULT_MAX_PAIRS_SLOW = 40  # implicit / seqcls: two 135M-LM passes per response cost ~2 s of CPU on this machine
+DEFAULT_MAX_DEV_SLOW = 20
+DEFAULT_BT_MAX_TRAIN = 500
 RESULTS_DIR = Path("results") / "rm"
 
 
@@ -71,11 +72,16 @@ def add_to(sub: Any) -> None:
     g.add_argument("--policy-system", help="implicit: system prompt on the policy side")
     g.add_argument("--reference-system", help="implicit: system prompt on the reference side")
     g.add_argument("--max-length", type=int, default=1024, help="seqcls: max tokens per text (cut from the left)")
-    g.add_argument("--max-prompt-tokens", type=int, default=192, help="implicit: keep the prompt's last N tokens")
-    g.add_argument("--max-response-tokens", type=int, default=128, help="implicit: keep the response's first N tokens")
+    g.add_argument("--max-prompt-tokens", type=int, default=128, help="implicit: keep the prompt's last N tokens")
+    g.add_argument("--max-response-tokens", type=int, default=96, help="implicit: keep the response's first N tokens")
     g.add_argument("--bt-weights", help="embedding_bt: load a trained head (JSON) instead of training")
     g.add_argument("--bt-train", default="hh-rlhf-harmless",
                    help="embedding_bt on a pointwise dataset: pairwise dataset to train on (default hh-rlhf-harmless)")
+    g.add_argument("--bt-max-train", type=int, default=DEFAULT_BT_MAX_TRAIN,
+                   help=f"embedding_bt: train on at most N pairs, a seeded sample of the train split "
+                        f"(default {DEFAULT_BT_MAX_TRAIN}; 0 = all)")
+    g.add_argument("--bt-max-length", type=int, default=128,
+                   help="embedding_bt: MiniLM tokens per 'prompt\\nresponse' text, cut from the left (default 128)")
     g.add_argument("--bt-save", help="embedding_bt: where to save the trained head "
                                      "(default results/rm/embedding_bt.<dataset>.json)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
@@ -87,7 +93,8 @@ def _rm_options(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.rm_model, "label_index": args.rm_label_index, "policy": args.policy,
         "reference": args.reference, "policy_system": args.policy_system, "reference_system": args.reference_system,
         "max_length": args.max_length, "max_prompt_tokens": args.max_prompt_tokens,
-        "max_response_tokens": args.max_response_tokens, "bt_weights": args.bt_weights, "seed": args.seed,
+        "max_response_tokens": args.max_response_tokens, "embed_max_length": args.bt_max_length,
+        "bt_weights": args.bt_weights, "seed": args.seed,
         "trust_remote_code": args.trust_remote_code, "batch_size": args.batch_size,
     }
     return {k: v for k, v in opts.items() if v is not None}
@@ -129,15 +136,17 @@ def _git_commit() -> str | None:
 
 def _train_pairs(args: argparse.Namespace, ds_kind: str, split: dict[str, list]) -> list[Pair]:
     if ds_kind == "pairwise":
-        return split["train"]
-    train = load_dataset(args.bt_train, args.data_dir)
-    if train.kind != "pairwise":
-        raise UserError(f"--bt-train {args.bt_train} must be a pairwise dataset (prompt, chosen, rejected)")
-    return train.pairs
+        pairs = split["train"]
+    else:
+        train = load_dataset(args.bt_train, args.data_dir)
+        if train.kind != "pairwise":
+            raise UserError(f"--bt-train {args.bt_train} must be a pairwise dataset (prompt, chosen, rejected)")
+        pairs = train.pairs
+    return _subsample(pairs, args.bt_max_train, args.seed + 1)
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag in ("max_pairs", "max_dev", "max_pairs_slow", "max_dev_slow"):
+    for flag in ("max_pairs", "max_dev", "max_pairs_slow", "max_dev_slow", "bt_max_train"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must be >= 0")
     if args.batch_size < 1:
@@ -224,11 +233,9 @@ def _run_mode(args: argparse.Namespace) -> int:
     for name in names:
         rm = get_rm(name, **opts)
         if hasattr(rm, "fit") and not getattr(rm, "is_fitted", True):
-            train = load_dataset(args.bt_train, args.data_dir)
-            if train.kind != "pairwise":
-                raise UserError(f"--bt-train {args.bt_train} must be a pairwise dataset")
-            _log(f"  {name}: training on {len(train.pairs)} pairs of {train.name}")
-            rm.fit(train.pairs)
+            pairs = _train_pairs(args, "pointwise", {})
+            _log(f"  {name}: training on {len(pairs)} pairs of {args.bt_train}")
+            rm.fit(pairs)
         rms[name] = rm
     rows = evaluate_run(run_dir, rms, seed=args.seed, batch_size=args.batch_size)
     out = Path(args.out) if args.out else run_dir / "rm_eval.json"

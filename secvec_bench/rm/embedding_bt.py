@@ -2,7 +2,8 @@
 
     reward(x, y) = w · e("x\\ny"),   P(chosen beats rejected) = sigmoid(w · (e_chosen - e_rejected))
 
-`e` is the L2-normalised mean-pooled all-MiniLM-L6-v2 embedding (`secvec_bench.embeddings`), truncated from the left so
+`e` is the L2-normalised mean-pooled all-MiniLM-L6-v2 embedding (`secvec_bench.embeddings`), truncated from the left to
+`embed_max_length` word pieces (default 128: the response and the end of the prompt, at half the CPU cost of 256) so
 the response survives long dialogues. `w` is fitted by L2-regularised logistic regression **without intercept** on the
 embedding differences of the train pairs (each pair enters once as (d, 1) and once as (-d, 0), which is the same
 likelihood and gives sklearn both classes). An intercept would be meaningless: it cancels in every difference.
@@ -60,11 +61,12 @@ class EmbeddingBTRM(SingleFromBatch):
         C: float = 1.0,
         embedder_dir: str | None = None,
         batch_size: int = 32,
+        embed_max_length: int = 128,
         **_: Any,
     ) -> None:
         from ..embeddings import get_embedder
 
-        self.embedder = get_embedder(embedder_dir)
+        self.embedder = get_embedder(embedder_dir, max_length=embed_max_length)
         self.batch_size = int(batch_size)
         self.C = float(C)
         self.w: np.ndarray | None = None

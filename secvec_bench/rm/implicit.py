@@ -16,7 +16,7 @@ an aligned-vs-base ratio; `config()` records which one was run.
 
 Model loading is one function, `load_causal_lm`, so it can switch to the pipeline's `models.load_model` later.
 Long texts are clipped before templating: the prompt keeps its last `max_prompt_tokens` tokens, the response its first
-`max_response_tokens` (defaults 192 and 128: CPU cost grows with length, and the system message must survive). Padding is on the right with an attention mask, so scores do not depend on the batch size.
+`max_response_tokens` (defaults 128 and 96: a 135M LM forward costs ~1 s of CPU per 300 tokens, and the system message must survive). Padding is on the right with an attention mask, so scores do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -185,8 +185,8 @@ class ImplicitRM(SingleFromBatch):
         policy_system: str | None = None,
         reference_system: str | None = None,
         batch_size: int = 8,
-        max_prompt_tokens: int = 192,
-        max_response_tokens: int = 128,
+        max_prompt_tokens: int = 128,
+        max_response_tokens: int = 96,
         trust_remote_code: bool = False,
         **_: Any,
     ) -> None:
