@@ -101,3 +101,13 @@ def test_harmbench_val_loader_majority_vote():
     assert sum(it.votes == (0, 0, 0) for it in ds.items) == 286
     assert sum(it.votes == (1, 1, 1) for it in ds.items) == 202
     assert all(it.label == (sum(it.votes) >= 2) for it in ds.items)
+
+
+def test_markdown_summary_rows():
+    from secvec_bench.judging.agreement import markdown_summary
+
+    rep = {"judge": "keyword", "n": 4, "evaluation": "direct", **agreement_metrics([True, False, True, None],
+                                                                                 [True, False, False, True], n_boot=50)}
+    table = markdown_summary([("keyword.json", rep)])
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| keyword.json | keyword | direct | 4 | 0.750 | 0.667")

@@ -24,6 +24,7 @@ from ..judging.agreement import (
     agreement_metrics,
     dataset_info,
     format_table,
+    markdown_summary,
     pairwise_judge_agreement,
     select_subset,
 )
@@ -49,6 +50,8 @@ def add_to(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="report JSON (default results/judge_agreement/<judge>.json for HarmBench, "
                    "results/judge_agreement/<judge>__<labels name>.json for --labels)")
     p.add_argument("--run", help="instead: agreement between the judges stored in this run's samples.jsonl")
+    p.add_argument("--summary", action="store_true",
+                   help="instead: print a markdown table of the stored reports in results/judge_agreement/")
     p.set_defaults(func=run)
 
 
@@ -58,6 +61,8 @@ def _progress(done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.summary:
+        return _summary()
     if args.run:
         return _run_pairwise(args)
     if not args.judge:
@@ -126,4 +131,14 @@ def _run_pairwise(args: argparse.Namespace) -> int:
         k = p["kappa"]
         print(f"{' vs '.join(p['judges']):<28}{p['n']:>6}{p['agreement']['value']:>8.3f}{k['value']:>8.3f}"
               f"{'[%.3f, %.3f]' % (k['low'], k['high']):>20}")
+    return 0
+
+
+def _summary() -> int:
+    base = default_reliability_dir()
+    files = sorted(base.glob("*.json")) + sorted((base / "other").glob("*.json"))
+    if not files:
+        raise UserError(f"no judge-agreement reports in {base}")
+    reports = [(str(f.relative_to(base)), read_json(f, "judge-agreement report")) for f in files]
+    print(markdown_summary(reports))
     return 0

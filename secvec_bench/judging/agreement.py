@@ -165,3 +165,31 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{name:<22}{v:>8.3f}{ci:>20}")
     lines.append(f"{'acc (unscored=wrong)':<22}{report['accuracy_unscored_as_wrong']:>8.3f}")
     return "\n".join(lines)
+
+
+def markdown_summary(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """One markdown table row per report file (what docs/judges.md shows), values with 95% intervals."""
+
+    def cell(est: dict[str, Any] | None) -> str:
+        if not est or est.get("value") is None:
+            return "n/a"
+        v, lo, hi = est["value"], est.get("low"), est.get("high")
+        return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{v:.3f}"
+
+    head = ("| report | judge | evaluation | n | coverage | accuracy | kappa | sensitivity | specificity |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, r in reports:
+        m = r.get("metrics") or {}
+        cfg = r.get("judge_config") or {}
+        mode = cfg.get("scoring") or ""
+        ev = "grouped 5-fold CV" if "cross-validation" in str(r.get("evaluation")) else "direct"
+        if mode:
+            ev += f", {mode}"
+        cov = r.get("coverage")
+        lines.append(
+            f"| {name} | {r.get('judge')} | {ev} | {r.get('n')} | {cov:.3f} | {cell(m.get('accuracy'))} | "
+            f"{cell(m.get('kappa'))} | {cell(m.get('sensitivity'))} | {cell(m.get('specificity'))} |"
+            if isinstance(cov, (int, float)) else f"| {name} | {r.get('judge')} | {ev} | {r.get('n')} | n/a | | | | |"
+        )
+    return "\n".join(lines)
