@@ -257,11 +257,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 base_examples = sc.build(suite, seed=seed, max_n=cfg.max_train)
                 if not base_examples:
                     raise UserError(f"scenario {sc.name!r} produced no training examples")
-                hygiene.append(check_overlap([_user_turn(e.messages) for e in base_examples], eval_prompts,
-                                             cfg.allow_overlap, f"scenario {sc.name}"))
+                # Against every evaluation set the suite can reach (harmful and benign eval, XSTest, MT-Bench).
+                eval_sets = suite.eval_prompt_sets()
+                hygiene.append(check_overlap([_user_turn(e.messages) for e in base_examples],
+                                             [p for ps in eval_sets.values() for p in ps], cfg.allow_overlap,
+                                             f"scenario {sc.name} (seed {seed}) vs {', '.join(eval_sets)}"))
                 scenario_info[sc.name] = {"path": sc.path, "fingerprint": sc.fingerprint(), "n": len(base_examples),
                                           "harmful_share": sum(e.harmful for e in base_examples) / len(base_examples),
-                                          "spec": sc.spec}
+                                          "build": sc.last_build, "spec": sc.spec}
                 for dname, defense in defenses.items():
                     ctx = DefenseContext(cache, aligned_path, aligned_key, tokenizer, suite, seed,
                                          trust_remote_code=cfg.trust_remote_code,
