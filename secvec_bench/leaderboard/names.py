@@ -25,5 +25,6 @@ def slugify(text: str) -> str:
 def safe_name(parts: Iterable[str], suffix: str = ".html") -> str:
     """`<slug>-<10 hex of sha256>` + suffix; the hash covers every part with an unambiguous separator."""
     parts = [str(p) for p in parts]
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:10]
+    # surrogatepass: names read from JSON may hold lone surrogates; they still hash, and hash apart.
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{slugify('-'.join(parts))}-{digest}{suffix}"
