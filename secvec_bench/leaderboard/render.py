@@ -181,7 +181,7 @@ def _render_all(pages: _Pages, table: Table, runs: Sequence[Run], rm_files: Sequ
         "charts.html", "charts.html", scatter=scatter(table, hrefs), bars=bar_charts(table, hrefs),
         y_col=safety_column(table), x_col=utility_axis(table),
     )
-    all_samples = [s for run in runs for s in run.samples]
+    all_samples = [s for e in table.entries for s in e.samples]  # what the site shows (superseded runs left out)
     pages.render("judges.html", "judges.html", pairs=judge_pairs(all_samples), coverage=judge_coverage(all_samples),
                  pivots=pivot_groups(judge_files, "Judge-agreement results"), primary_judge=table.primary_judge)
     pages.render("rm.html", "rm.html", pivots=pivot_groups(rm_files, "Reward-model evaluations"))
