@@ -89,6 +89,15 @@ class ChatClient:
             return resp.status, resp.read().decode("utf-8", errors="replace")
 
     def complete(self, messages: list[dict[str, str]]) -> Completion:
+        """One completion; the API key is masked in whatever comes back, since text and error messages end up in
+        verdict rationales and results (a proxy or debug server may echo the Authorization header)."""
+        c = self._complete(messages)
+        if self._key and ((c.text and self._key in c.text) or (c.error and self._key in c.error)):
+            mask = lambda s: s.replace(self._key, "[REDACTED]") if s else s  # noqa: E731
+            return Completion(mask(c.text), mask(c.error), c.attempts)
+        return c
+
+    def _complete(self, messages: list[dict[str, str]]) -> Completion:
         last = "no attempt"
         for attempt in range(1, self.cfg.retries + 2):
             retryable = True
