@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from .. import __version__
 from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..resources import leaderboard_dir
@@ -161,6 +162,7 @@ class _Pages:
         depth = page.count("/")
         html = self.env.get_template(template).render(
             site_title=self.title,
+            version=__version__,
             page=page,
             asset_root="../" * depth,
             canonical=f"{self.base_url}/{page}" if self.base_url else "",
