@@ -333,7 +333,7 @@ def _read_spec(path: Path) -> dict:
         raise _fail(path, f"malformed YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(spec, dict):
         raise _fail(path, "top level must be a mapping")
-    unknown = sorted(set(spec) - _KEYS)
+    unknown = sorted(map(str, set(spec) - _KEYS))
     if unknown:
         raise _fail(path, f"unknown key(s) {', '.join(map(str, unknown))} (allowed: {', '.join(sorted(_KEYS))})")
     return spec
@@ -374,7 +374,7 @@ def load_scenario_file(path: Path) -> Scenario:
         fb = spec["fallback"]
         if not isinstance(fb, dict):
             raise _fail(path, "field 'fallback' must be a mapping")
-        unknown = sorted(set(fb) - _RECIPE_KEYS)
+        unknown = sorted(map(str, set(fb) - _RECIPE_KEYS))
         if unknown:
             raise _fail(path, f"unknown key(s) in fallback: {', '.join(map(str, unknown))}")
         fallback = _recipe(path, fb, "fallback.", base=spec)
@@ -383,7 +383,7 @@ def load_scenario_file(path: Path) -> Scenario:
         p = spec["poison"]
         if not isinstance(p, dict):
             raise _fail(path, "field 'poison' must be a mapping")
-        unknown = sorted(set(p) - _POISON_KEYS)
+        unknown = sorted(map(str, set(p) - _POISON_KEYS))
         if unknown:
             raise _fail(path, f"unknown key(s) in poison: {', '.join(map(str, unknown))}")
         if "ratio" not in p:
