@@ -188,3 +188,22 @@ def test_study_sv_writes_rows_table_and_arm_times(tiny_dir, tmp_path):
     assert "security_vectors ON (control: must NOT refuse)" in table
     assert "attacked, defense=safelora" in table and "benign loss, explicit_harmful, count 8, security_vectors" in table
     assert all(r["harmful_count"] == 8 for r in data["rows"])
+
+
+def test_study_checks_flag_a_harmless_sv_and_a_blocked_benign_learning():
+    from secvec_bench.studies.sv import checks
+
+    def r(phase, defense, metric, value, **kw):
+        return {"phase": phase, "defense": defense, "metric": metric, "value": value, "seed": "all",
+                "judge": "keyword", "harmful_count": 10, "scenario": kw.get("scenario", "none"),
+                "extra": {"prompt_set": kw.get("ps", "harmful_eval")}}
+
+    rows = [r("aligned", "none", "refusal_rate", 0.9), r("sv_on", "security_vectors", "refusal_rate", 0.95),
+            r("attacked", "none", "benign_loss", 1.0, scenario="benign"),
+            r("attacked", "security_vectors", "benign_loss", 1.2, scenario="benign")]
+    arms = [{"harmful_count": 10, "scenario": "benign", "defense": d, "seed": 0} for d in ("none", "security_vectors")]
+    text = "\n".join(checks(rows, arms, "keyword"))
+    assert "NOT harmful" in text and "NOT within 5%" in text
+    rows[1]["value"], rows[3]["value"] = 0.1, 1.03
+    text = "\n".join(checks(rows, arms, "keyword"))
+    assert "-> harmful" in text and "NOT" not in text
