@@ -173,6 +173,10 @@ def rows_from_samples(
         seeds = sorted({s["seed"] for s in members}, key=repr)
         for judge in judges:
             for metric, fn in RATE_METRICS.items():
+                if all((v := _scored(s, judge)) is None or fn(v) is None for s in members) and any(
+                    _scored(s, judge) is not None for s in members
+                ):
+                    continue  # the judge does not answer this question (e.g. the classifier has no refusal head)
                 per_seed_values = []
                 pooled: list[bool] = []
                 for seed in seeds:

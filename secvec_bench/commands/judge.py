@@ -58,8 +58,9 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty() or done == total:
-        print(f"\rjudged {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    tty = sys.stderr.isatty()
+    print(f"\rjudged {done}/{total}" if tty else f"judged {done}/{total}", end="\n" if done == total or not tty else "",
+          file=sys.stderr, flush=True)
 
 
 def add_to(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -56,8 +57,9 @@ def add_to(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty() or done == total:
-        print(f"\rjudged {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    tty = sys.stderr.isatty()
+    print(f"\rjudged {done}/{total}" if tty else f"judged {done}/{total}", end="\n" if done == total or not tty else "",
+          file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--folds must be >= 2")
     ds = load_labels_jsonl(args.labels) if args.labels else load_harmbench_val(args.data_dir)
     items, subset = select_subset(ds.items, args.limit, args.sample_seed)
+    t0 = time.perf_counter()
     cv = getattr(factory, "cross_validated_verdicts", None)
     if cv is not None:
         verdicts, judge_config = cv(items, folds=args.folds, seed=args.sample_seed, **judge_options(args))
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     pick = TARGETS[args.target]
     pred = [pick(v) if v.parse_ok else None for v in verdicts]
     result = agreement_metrics(pred, [it.label for it in items], seed=args.sample_seed)
+    result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)  # model load + scoring, on this machine
     report = AgreementReport(
         judge=args.judge,
         judge_config=judge_config,

@@ -81,7 +81,8 @@ def load_harmbench_val(data_dir: str | Path | None) -> LabelledSet:
             items.append(LabelledItem(prompt, response, sum(votes) >= 2, str(behaviour), votes))
     if not items:
         raise UserError(f"HarmBench validation file {path} holds no records")
-    return LabelledSet("harmbench_val", items, sha256_bytes(text.encode("utf-8")), str(path))
+    # origin relative to the data directory: reports stay comparable across machines (the sha256 pins the content)
+    return LabelledSet("harmbench_val", items, sha256_bytes(text.encode("utf-8")), f"<data-dir>/{HARMBENCH_VAL}")
 
 
 def parse_label(value: Any, where: str) -> bool:
