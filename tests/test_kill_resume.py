@@ -158,8 +158,7 @@ def test_sigkill_at_each_stage_then_resume_matches_uninterrupted_run(tiny_dir, t
 
     # it really resumed: the killed runs' finished stages were reused, not recomputed
     stages = got["provenance"]["timings"]["stages"]
-    assert stages["generate:aligned"]["cached"] is True
-    assert any(k.startswith("attack:") and t["cached"] for k, t in stages.items()), stages
+    assert stages["align:align"]["cached"] is True and stages["generate:aligned"]["cached"] is True, stages
     assert [k for k, _ in kills] == ["align", "generate", "attack"]
 
 
