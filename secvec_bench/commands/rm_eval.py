@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, atomic_write_text
 from ..rm import RMS, get_rm
 from ..rm.base import Pair
 from ..rm.datasets import (
     PAIRWISE_SPLIT, POINTWISE_SPLIT, SplitSpec, assert_disjoint, data_hash, load_dataset, split_by_group,
 )
-from ..rm.evaluate import NULL_BASELINES, format_table, rows_for, score_units
+from ..rm.evaluate import NULL_BASELINES, format_markdown, format_table, rows_for, score_units
 from ..rm.run_eval import evaluate_run, format_run_table
 
 DEFAULT_MAX_PAIRS = 300
@@ -126,6 +126,19 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _progress(name: str):
+    """Log at every quarter of a slow scoring job, so a long CPU run shows it is alive."""
+    marks: set[int] = set()
+
+    def report(done: int, total: int) -> None:
+        q = 4 * done // max(1, total)
+        if q not in marks and 0 < q < 4:
+            marks.add(q)
+            _log(f"  {name}: {done}/{total} texts scored")
+
+    return report
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -192,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         _log(f"  {name}: scoring {len(rm_dev)} dev + {len(rm_ev)} eval {unit}{' (slow RM cap)' if slow else ''}")
         empty = np.zeros((0, 2) if ds.kind == "pairwise" else 0)
         dev_scores[name] = score_units(rm, rm_dev, args.batch_size) if rm_dev else empty
-        eval_scores[name] = score_units(rm, rm_ev, args.batch_size)
+        eval_scores[name] = score_units(rm, rm_ev, args.batch_size, progress=_progress(name))
         configs[name] = rm.config()
         logit[name] = bool(getattr(rm, "reward_is_logit", False))
         timings[name] = round(time.perf_counter() - t0, 2)
@@ -215,9 +228,11 @@ def run(args: argparse.Namespace) -> int:
                   "note": "slow RMs score the first max_pairs_slow eval units of the same seeded order"},
         "rms": configs, "timings_s": timings, "rows": [r.as_dict() for r in rows],
     })
-    print(f"{ds.name} ({ds.kind}), eval n={len(ev)}, 95% bootstrap intervals")
+    title = f"{ds.name} ({ds.kind}), eval n={len(ev)}"
+    atomic_write_text(out.with_suffix(".md"), format_markdown(rows, ds.kind, title))
+    print(f"{title}, 95% bootstrap intervals")
     print(format_table(rows, ds.kind))
-    _log(f"rm-eval: wrote {out}")
+    _log(f"rm-eval: wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

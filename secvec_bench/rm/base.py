@@ -11,6 +11,9 @@ the same two methods so the evaluator never needs to know which kind it holds:
 true for trained RMs, false for length or random scores, whose differences are only ordinal. The evaluator reports
 calibration on a temperature-fitted scale for every RM, and also on the raw scale for logit RMs.
 
+An RM with `slow = True` (one or two transformer forward passes per response: `seqcls`, `implicit`) is scored on a
+seeded prefix of the evaluation units (`--max-pairs-slow`), and compared with the baselines on exactly that prefix.
+
 A *trainable* RM also has `fit(pairs)` (preference pairs from a train split) and `is_fitted`; the evaluator calls it
 before scoring and asserts the train and evaluation splits share no prompt.
 """

@@ -310,3 +310,27 @@ def format_table(rows: Sequence[RMRow | dict], kind: str) -> str:
         n = next(iter(cells.values()))["n"]
         lines.append(f"{name:<{width}}  " + "  ".join(parts) + f"  n={n}")
     return "\n".join(lines)
+
+
+def format_markdown(rows: Sequence[RMRow | dict], kind: str, title: str) -> str:
+    """The same table as `format_table`, as markdown (written beside the JSON, pasted into docs)."""
+    metrics = (["pairwise_accuracy", "ece", "tie_rate", "margin_vs_best_null"] if kind == "pairwise"
+               else ["auroc", "kappa", "accuracy", "margin_vs_best_null"])
+    table: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        d = r.as_dict() if isinstance(r, RMRow) else r
+        if d["category"] == "all" and d["split"] == "eval" and d["metric"] in metrics:
+            table.setdefault(d["rm"], {})[d["metric"]] = d
+    lines = [f"**{title}** (95% bootstrap intervals)", "", "| RM | " + " | ".join(metrics) + " | n |",
+             "|---" * (len(metrics) + 2) + "|"]
+    for name, cells in table.items():
+        parts = []
+        for m in metrics:
+            c = cells.get(m)
+            if c is None:
+                parts.append("")
+            else:
+                note = f" vs {c['extra']['baseline']}" if m == "margin_vs_best_null" else ""
+                parts.append(f"{_fmt(c['value'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]{note}")
+        lines.append(f"| {name} | " + " | ".join(parts) + f" | {next(iter(cells.values()))['n']} |")
+    return "\n".join(lines) + "\n"
