@@ -82,11 +82,40 @@ def folder_fingerprint(path: Path) -> str:
     return sha256_bytes("\n".join(parts).encode())
 
 
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != "DONE"}
+
+
+def _conversion_intact(target: Path) -> bool:
+    """A cached conversion is used only if its files match the hashes in DONE; a damaged one is rebuilt.
+
+    DONE files from before hashes were recorded are upgraded in place (they were written atomically), not rebuilt,
+    so a run sharing the cache is never left without its model folder.
+    """
+    from .progress import status
+
+    try:
+        done = json.loads((target / "DONE").read_text(encoding="utf-8"))
+        files = done.get("files")
+        if files is None:
+            try:
+                atomic_write_json(target / "DONE", {**done, "files": _file_hashes(target)})
+            except UserError:  # a read-only cache: use it as it is
+                pass
+            return True
+        if all((target / n).is_file() and sha256_file(target / n) == h for n, h in files.items()):
+            return True
+    except (OSError, ValueError, AttributeError):
+        pass
+    status(f"cached model conversion {target} is corrupted: rebuilding it")
+    return False
+
+
 def _convert_gguf(name: str, cache_root: Path) -> Path:
     gguf = _gguf_path(name)
     digest = sha256_file(gguf)
     target = cache_root / "models" / f"{name}-{digest[:16]}"
-    if (target / "DONE").exists():
+    if (target / "DONE").exists() and _conversion_intact(target):
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,7 +138,7 @@ def _convert_gguf(name: str, cache_root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     fresh.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    atomic_write_json(tmp / "DONE", {"source": str(gguf), "gguf_sha256": digest})
+    atomic_write_json(tmp / "DONE", {"source": str(gguf), "gguf_sha256": digest, "files": _file_hashes(tmp)})
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
