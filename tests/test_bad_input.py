@@ -442,3 +442,41 @@ def test_corrupted_cached_value_is_recomputed(tmp_path, damage):
         f.write_text("")
     assert cache.json_stage("judge", "k", "j", compute) == ["refusal", "compliance"]
     assert calls == [1, 1]
+
+
+class _Rebuilding(Exception):
+    pass
+
+
+def test_corrupted_converted_model_is_detected_and_rebuilt(tmp_path, tiny_dir, monkeypatch):
+    """The built-in model's safetensors conversion is cached too: a damaged file there must trigger a rebuild."""
+    import transformers
+
+    from secvec_bench import models
+    from secvec_bench.io import sha256_file
+
+    try:
+        gguf = models._gguf_path(models.DEFAULT_MODEL)
+    except UserError:
+        pytest.skip("built-in GGUF package not installed")
+    target = tmp_path / "cache" / "models" / f"{models.DEFAULT_MODEL}-{sha256_file(gguf)[:16]}"
+    target.mkdir(parents=True)
+    for f in tiny_dir.iterdir():  # stands in for a finished conversion (written by an older version: no file hashes)
+        (target / f.name).write_bytes(f.read_bytes())
+    (target / "DONE").write_text(json.dumps({"source": str(gguf), "gguf_sha256": "x"}))
+
+    def no_conversion(*a, **kw):
+        raise _Rebuilding()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_conversion)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_conversion)
+    ref = models.resolve(models.DEFAULT_MODEL, tmp_path / "cache")  # intact: reused, and its hashes recorded
+    assert ref.path == target
+    assert set(json.loads((target / "DONE").read_text())["files"]) >= {"model.safetensors", "config.json"}
+    assert models.resolve(models.DEFAULT_MODEL, tmp_path / "cache").path == target
+
+    data = bytearray((target / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (target / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(_Rebuilding):  # detected by hash: the conversion runs again instead of using the damaged file
+        models.resolve(models.DEFAULT_MODEL, tmp_path / "cache")
