@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"secvec-bench: error: {exc}", file=sys.stderr)
         return UserError.exit_code
+    except OSError as exc:  # the file system refused a path the user gave (a file where a folder goes, permissions)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"secvec-bench: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print("secvec-bench: interrupted (finished stages are kept; run the same command to resume)", file=sys.stderr)
         return 130
