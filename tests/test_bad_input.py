@@ -479,3 +479,14 @@ def test_corrupted_converted_model_is_detected_and_rebuilt(tmp_path, tiny_dir, m
     (target / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(_Rebuilding):  # detected by hash: the conversion runs again instead of using the damaged file
         models.resolve(models.DEFAULT_MODEL, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("which", ["--out", "--cache-dir"])
+def test_output_or_cache_path_is_a_file(tmp_path, capsys, tiny_dir, which):
+    f = tmp_path / "afile"
+    f.write_text("not a folder")
+    args = {"--out": str(tmp_path / "runs"), "--cache-dir": str(tmp_path / "cache"), which: str(f)}
+    one_line_error(["run", "--quiet", "--model", str(tiny_dir), "--out", args["--out"], "--cache-dir",
+                    args["--cache-dir"], "--max-eval", "2", "--max-train", "4", "--sv-samples", "2"], capsys, str(f),
+                   "Not a directory")
+    assert f.read_text() == "not a folder"
