@@ -108,6 +108,26 @@ def agreement(tok, a: list[str], b: list[str]) -> dict[str, Any]:
             "mean_common_prefix_share": round(sum(p / n for p, n in zip(prefixes, lengths)) / len(a), 4)}
 
 
+def compute_limit(model, tok, prompts: list[str], new_tokens: int, peak_gflops: float) -> dict[str, Any]:
+    """Upper bound on useful tokens/s if every matmul ran at the measured peak.
+
+    Work per useful new token = 2 * (N_linear + V*d) FLOP times (prompt tokens + new tokens) / new tokens: the
+    prompts must be processed too. Attention scores (~4*ctx*d per layer per token) are left out (< 5% at these
+    lengths), as is padding: a bound, not a prediction.
+    """
+    import torch
+
+    from secvec_bench.chat import prompt_text
+
+    n_lin = sum(m.in_features * m.out_features for m in model.get_decoder().modules() if isinstance(m, torch.nn.Linear))
+    head = model.get_output_embeddings().weight.numel()
+    prompt_tokens = sum(len(tok(prompt_text(tok, p), add_special_tokens=False)["input_ids"]) for p in prompts)
+    per_useful = 2 * (n_lin + head) * (prompt_tokens + new_tokens) / max(1, new_tokens)
+    return {"flop_per_token_forward": 2 * (n_lin + head), "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "flop_per_useful_token": round(per_useful), "peak_gflops": peak_gflops,
+            "limit_tokens_per_second": round(peak_gflops * 1e9 / per_useful, 1)}
+
+
 def refusal_rate(prompts: list[str], responses: list[str]) -> float:
     from secvec_bench.judging import get_judge
 
@@ -164,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     if llama is not None and "tokens_per_second" in llama:
         ratios["ours_over_llama_cpp"] = round(best["tokens_per_second"] / llama["tokens_per_second"], 2)
         ratios["target_ours_over_llama_cpp"] = 4
+    from bench_training import matmul_peak
+
+    limits = {}
+    for (b, bf16), r in ours.items():
+        dt = "bfloat16" if bf16 else "float32"
+        if dt not in limits:
+            peak = matmul_peak(2048 if not args.smoke else 512, dt, iters=3, repeat=3)["gflops"]
+            limits[dt] = compute_limit(model, tok, prompts, r["new_tokens"], peak)
+        r["share_of_compute_limit"] = round(r["tokens_per_second"] / limits[dt]["limit_tokens_per_second"], 4)
     quality: dict[str, Any] = {}
     b0 = batches[0]
     fp32 = ours[(b0, False)]["responses"]
@@ -186,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                    "prompt_source": args.data_dir or "built-in", "smoke": args.smoke},
         "rows": [{k: v for k, v in r.items() if k != "responses"} for r in rows],
         "ratios": ratios,
+        "compute_limit": limits,
         "quality": quality,
         "examples": [{"prompt": prompts[i], "ours_fp32": fp32[i],
                       **({"ours_bf16": ours[(b0, True)]["responses"][i]} if True in dtypes else {}),

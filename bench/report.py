@@ -18,6 +18,11 @@ def _load(folder: Path, name: str) -> dict[str, Any] | None:
     return None
 
 
+def _limit(row: dict[str, Any]) -> str:
+    share = row.get("share_of_compute_limit")
+    return f" ({100 * share:.0f}% of the compute limit)" if share is not None else ""
+
+
 def render(folder: Path) -> str:
     gen, tr, e2e = (_load(folder, n) for n in ("generation", "training", "end_to_end"))
     docs = [d for d in (gen, tr, e2e) if d]
@@ -37,7 +42,7 @@ def render(folder: Path) -> str:
         for r in gen["rows"]:
             if "tokens_per_second" in r:
                 lines.append(f"| generation: {r['generator']} | batch {r['batch_size']}, {r.get('dtype', 'Q4_1')}, "
-                             f"{r['prompts']} prompts | {r['tokens_per_second']:.1f} tok/s |")
+                             f"{r['prompts']} prompts | {r['tokens_per_second']:.1f} tok/s{_limit(r)} |")
             else:
                 lines.append(f"| generation: {r['generator']} | — | skipped: {r.get('skipped')} |")
         ra = gen["ratios"]
@@ -45,6 +50,9 @@ def render(folder: Path) -> str:
         if "ours_over_llama_cpp" in ra:
             lines.append(f"| our best / llama.cpp single stream | target ≥ {ra['target_ours_over_llama_cpp']}× | "
                          f"{ra['ours_over_llama_cpp']}× |")
+        for dt, lim in gen.get("compute_limit", {}).items():
+            lines.append(f"| generation compute limit | {dt}, matmul peak {lim['peak_gflops']} GFLOP/s | "
+                         f"{lim['limit_tokens_per_second']} tok/s |")
         q = gen["quality"]
         if "fp32_vs_bf16" in q:
             a = q["fp32_vs_bf16"]
