@@ -221,3 +221,21 @@ def test_sigkill_during_result_writes_never_leaves_a_torn_file(tmp_path):
         assert len({s["version"] for s in samples}) == 1  # never a mix of two writes
         # samples are written before results: the samples on disk are the results' version or a newer one
         assert samples[0]["version"] >= row["version"]
+
+
+def test_ctrl_c_mid_stage_exits_130_and_cleans_its_temp_folder(tiny_dir, tmp_path):
+    out, cache, log = tmp_path / "out", tmp_path / "cache", tmp_path / "int.log"
+    p = _start(_cmd(tiny_dir, out, cache), cache, log)
+    try:
+        _wait_for_new(p, cache / "align", log)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=TIMEOUT) == 130, log.read_text()[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "interrupted" in text.splitlines()[-1], text[-2000:]
+    # the interrupted stage's temporary folder is removed; anything under a final name is complete
+    leftovers = [n for n in _entries(cache / "align") if n.startswith(".")]
+    assert not leftovers, leftovers
+    _assert_nothing_torn(out, cache)
