@@ -85,3 +85,31 @@ def test_run_flags_set_bf16_everywhere_and_backend():
     assert not (cfg.gen.bf16 or cfg.attack_cfg.bf16 or cfg.align_cfg.bf16)
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--backend", "nope"])
+
+
+class _OneProcess:
+    """The part of accelerate.Accelerator that train() uses, for a single process."""
+
+    process_index, num_processes = 0, 1
+    device = torch.device("cpu")
+
+    def reduce(self, t, reduction="sum"):
+        return t
+
+
+def test_train_with_accelerator_matches_plain_train(tok):
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    from secvec_bench.training import train
+
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=2, lora_r=4, target_modules=("q_proj", "v_proj"), seed=1)
+    runs = []
+    for acc in (None, _OneProcess()):
+        torch.manual_seed(1)
+        model = get_peft_model(tiny_model(tok), lora_config(cfg))
+        stats = train(model, tok, CONVS, cfg, accelerator=acc)
+        runs.append((stats.losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert runs[0][0] == pytest.approx(runs[1][0], abs=1e-5)
+    for n, p in runs[0][1].items():
+        assert torch.allclose(p, runs[1][1][n], atol=1e-5), n

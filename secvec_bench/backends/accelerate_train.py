@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="adapter output folder")
     args = ap.parse_args(argv)
 
+    import torch
     from accelerate import Accelerator
     from peft import get_peft_model
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_training(cfg, acc.num_processes)
     examples = load_scenario(args.scenario).build(build_suite(args.data_dir), seed=args.seed, max_n=args.max_train)
     tok = load_tokenizer(Path(args.model))
+    torch.manual_seed(cfg.seed)  # same LoRA init on every process (and as a single-process run)
     model = get_peft_model(load_model(Path(args.model)), lora_config(cfg)).to(acc.device)
     stats = train(model, tok, [e.messages for e in examples], cfg, desc=f"attack[{acc.process_index}]",
                   accelerator=acc)
