@@ -23,13 +23,14 @@ from typing import Any
 import common  # noqa: E402  (bench/common.py; puts the repo on sys.path)
 
 
-def run_ours(model, tok, prompts, max_new: int, batch: int, bf16: bool) -> dict[str, Any]:
+def run_ours(model, tok, prompts, max_new: int, batch: int, bf16: bool, label: str | None = None) -> dict[str, Any]:
     from secvec_bench.generation import GenConfig, GenStats, generate
 
     stats = GenStats()
     responses = generate(model, tok, prompts, GenConfig(max_new_tokens=max_new, batch_size=batch, bf16=bf16),
                          desc=f"ours b{batch} {'bf16' if bf16 else 'fp32'}", stats=stats)
-    return {"generator": "ours (batched HF generate)", "batch_size": batch, "dtype": "bf16" if bf16 else "fp32",
+    return {"generator": "ours (batched HF generate)", "batch_size": batch,
+            "dtype": label or ("bf16" if bf16 else "fp32"),
             "prompts": len(prompts), "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 3),
             "tokens_per_second": round(stats.tokens_per_second, 2), "responses": responses}
 
@@ -172,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         for b in batches:
             ours[(b, bf16)] = run_ours(model, tok, prompts, args.max_new_tokens, b, bf16)
             rows.append(ours[(b, bf16)])
+    bf16_weights = None
+    if True in dtypes:  # bf16 weights instead of autocast: no per-batch weight casts, norms/softmax also in bf16
+        import copy
+
+        model_bf = copy.deepcopy(model).to(torch.bfloat16)
+        bf16_weights = run_ours(model_bf, tok, prompts, args.max_new_tokens, batches[-1], False, "bf16-weights")
+        rows.append(bf16_weights)
+        del model_bf
     llama = None if args.no_llama_cpp else run_llama_cpp(gguf, tok, prompts, args.max_new_tokens, threads)
     if llama is not None:
         rows.append(llama)
@@ -193,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             peak = matmul_peak(2048 if not args.smoke else 512, dt, iters=3, repeat=3)["gflops"]
             limits[dt] = compute_limit(model, tok, prompts, r["new_tokens"], peak)
         r["share_of_compute_limit"] = round(r["tokens_per_second"] / limits[dt]["limit_tokens_per_second"], 4)
+    if bf16_weights is not None and "bfloat16" in limits:
+        bf16_weights["share_of_compute_limit"] = round(
+            bf16_weights["tokens_per_second"] / limits["bfloat16"]["limit_tokens_per_second"], 4)
     quality: dict[str, Any] = {}
     b0 = batches[0]
     fp32 = ours[(b0, False)]["responses"]
@@ -203,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         bf = ours[(b0, True)]["responses"]
         quality["fp32_vs_bf16"] = agreement(tok, fp32, bf)
         quality["refusal_rate_bf16"] = refusal_rate(prompts, bf)
+    if bf16_weights is not None:
+        quality["fp32_vs_bf16_weights"] = agreement(tok, fp32, bf16_weights["responses"])
+        quality["refusal_rate_bf16_weights"] = refusal_rate(prompts, bf16_weights["responses"])
     naive_resp = naive["responses"]
     quality["naive_vs_ours_fp32_same_prompts"] = agreement(tok, naive_resp, fp32[: len(naive_resp)])
     if llama is not None and "responses" in llama:

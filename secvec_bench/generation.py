@@ -5,9 +5,11 @@ batch size (RewardBench #137); sorting prompts by token length before batching k
 Chat formatting is done once per prompt through the tokenizer's template, never per token.
 
 `generate` dispatches on `GenConfig.backend` (secvec_bench.backends: `transformers` here, `vllm` on a GPU);
-`hf_generate` is the transformers loop itself. Decoding runs under `torch.inference_mode` (no autograd bookkeeping)
-and, with `bf16=True`, under CPU/GPU bf16 autocast: bench/bench_generation.py measures both the speed and the
-fp32-vs-bf16 agreement of the responses.
+`hf_generate` is the transformers loop itself. With `bf16=True` it runs under bf16 autocast; bench/bench_generation.py
+measures the speed and the fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT
+`torch.inference_mode`: autocast caches each weight's bf16 copy only outside inference mode, and without the cache
+every decode step re-casts every weight (measured on a 4096x4096 Linear, 1 row: 16 ms/call under no_grad, 134 ms
+under inference_mode, 21 ms in fp32).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def hf_generate(
                 kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.inference_mode(), autocast_context(cfg.bf16, device.type):
+            with torch.no_grad(), autocast_context(cfg.bf16, device.type):  # not inference_mode: see docstring
                 gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).cpu()
             for row, i in enumerate(idx):
                 new = gen[row, width:].tolist()
