@@ -28,6 +28,12 @@ FAULTY_SERVER = Path(__file__).with_name("faulty_judge_server.py")
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _builtin_data(monkeypatch):
+    """Cases name their own --data-dir; CI's SECVEC_BENCH_DATA (read as the flag's default) must not leak in."""
+    monkeypatch.delenv("SECVEC_BENCH_DATA", raising=False)
+
+
 def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         code = main(argv)

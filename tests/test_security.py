@@ -87,7 +87,7 @@ def _malicious_bin(folder: Path, marker: Path) -> None:
 
 
 def test_folder_with_only_pickled_weights_is_refused(tiny_dir, tmp_path):
-    from test_cli import cli, one_line_error
+    from test_cli import one_line_error
 
     d = tmp_path / "binonly"
     d.mkdir()
@@ -95,7 +95,11 @@ def test_folder_with_only_pickled_weights_is_refused(tiny_dir, tmp_path):
         (d / name).write_bytes((tiny_dir / name).read_bytes())
     marker = tmp_path / "PWNED"
     _malicious_bin(d, marker)
-    one_line_error(cli("run", "--model", str(d), "--out", str(tmp_path / "runs"), "--quiet"), "safetensors", str(d))
+    env = {k: v for k, v in os.environ.items() if k != "SECVEC_BENCH_DATA"}  # built-in data: fail fast on the model
+    proc = subprocess.run([sys.executable, "-m", "secvec_bench", "run", "--model", str(d), "--out",
+                           str(tmp_path / "runs"), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    one_line_error(proc, "safetensors", str(d))
     assert not marker.exists()
 
 
