@@ -24,8 +24,8 @@ def _limit(row: dict[str, Any]) -> str:
 
 
 def render(folder: Path) -> str:
-    gen, tr, e2e = (_load(folder, n) for n in ("generation", "training", "end_to_end"))
-    docs = [d for d in (gen, tr, e2e) if d]
+    gen, tr, e2e, ac = (_load(folder, n) for n in ("generation", "training", "end_to_end", "autocast_cache"))
+    docs = [d for d in (gen, tr, e2e, ac) if d]
     if not docs:
         return "no bench results found\n"
     m = docs[0]["machine"]
@@ -69,6 +69,11 @@ def render(folder: Path) -> str:
         for k, v in tr["bf16_vs_seed_noise"]["comparison"].items():
             lines.append(f"| bf16 vs fp32 training ({k}) | seed noise {v['seed_noise']} | "
                          f"diff {v['bf16_minus_fp32']} ({'within' if v['within_noise'] else 'outside'} noise) |")
+    if ac:
+        ms = ac["ms_per_call"]
+        lines.append(f"| bf16 autocast, Linear {ac['config']['linear'][0]}², 1 row | no_grad vs inference_mode | "
+                     f"{ms['autocast_no_grad']} vs {ms['autocast_inference_mode']} ms/call (fp32 "
+                     f"{ms['fp32_inference_mode']}) |")
     if e2e:
         lines.append(f"| `{e2e['command']}` cold | fresh cache, target ≤ {e2e['targets']['cold_seconds']} s | "
                      f"{e2e['cold']['wall_seconds']:.0f} s |")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_generation.py", "bench_training.py", "bench_end_to_end.py")
+BENCHES = ("bench_autocast_cache.py", "bench_generation.py", "bench_training.py", "bench_end_to_end.py")
 
 
 def main(argv: list[str] | None = None) -> int:
