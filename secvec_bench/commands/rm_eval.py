@@ -72,8 +72,8 @@ def add_to(sub: Any) -> None:
     g.add_argument("--policy-system", help="implicit: system prompt on the policy side")
     g.add_argument("--reference-system", help="implicit: system prompt on the reference side")
     g.add_argument("--max-length", type=int, default=1024, help="seqcls: max tokens per text (cut from the left)")
-    g.add_argument("--max-prompt-tokens", type=int, default=128, help="implicit: keep the prompt's last N tokens")
-    g.add_argument("--max-response-tokens", type=int, default=96, help="implicit: keep the response's first N tokens")
+    g.add_argument("--max-prompt-tokens", type=int, default=96, help="implicit: keep the prompt's last N tokens")
+    g.add_argument("--max-response-tokens", type=int, default=64, help="implicit: keep the response's first N tokens")
     g.add_argument("--bt-weights", help="embedding_bt: load a trained head (JSON) instead of training")
     g.add_argument("--bt-train", default="hh-rlhf-harmless",
                    help="embedding_bt on a pointwise dataset: pairwise dataset to train on (default hh-rlhf-harmless)")
@@ -204,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
         unit = "pairs" if ds.kind == "pairwise" else "items"
         _log(f"  {name}: scoring {len(rm_dev)} dev + {len(rm_ev)} eval {unit}{' (slow RM cap)' if slow else ''}")
         empty = np.zeros((0, 2) if ds.kind == "pairwise" else 0)
-        dev_scores[name] = score_units(rm, rm_dev, args.batch_size) if rm_dev else empty
+        dev_scores[name] = (score_units(rm, rm_dev, args.batch_size, progress=_progress(f"{name} dev"))
+                            if rm_dev else empty)
         eval_scores[name] = score_units(rm, rm_ev, args.batch_size, progress=_progress(name))
         configs[name] = rm.config()
         logit[name] = bool(getattr(rm, "reward_is_logit", False))

@@ -108,7 +108,7 @@ _TURN = re.compile(r"\n\n(Human|Assistant):")
 
 
 def split_transcript(text: str) -> tuple[str, str, str] | None:
-    """(prompt, response, first human turn) of an HH-RLHF transcript, or None if it does not end in an assistant turn."""
+    """(prompt, response, first human turn) of an HH-RLHF transcript; None unless it ends in an assistant turn."""
     marks = list(_TURN.finditer(text))
     if not marks or marks[-1].group(1) != "Assistant":
         return None
@@ -244,7 +244,7 @@ def load_dataset(spec: str, data_dir: str | os.PathLike | None = None) -> LabelS
     raise AssertionError("unreachable")
 
 
-# ---------------------------------------------------------------------------------------------------------------- splits
+# ------------------------------------------------------------------------------------------------------------- splits
 
 
 @dataclass(frozen=True)

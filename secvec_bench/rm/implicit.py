@@ -16,7 +16,8 @@ an aligned-vs-base ratio; `config()` records which one was run.
 
 Model loading is one function, `load_causal_lm`, so it can switch to the pipeline's `models.load_model` later.
 Long texts are clipped before templating: the prompt keeps its last `max_prompt_tokens` tokens, the response its first
-`max_response_tokens` (defaults 128 and 96: a 135M LM forward costs ~1 s of CPU per 300 tokens, and the system message must survive). Padding is on the right with an attention mask, so scores do not depend on the batch size.
+`max_response_tokens` (defaults 96 and 64: a 135M LM forward costs ~1 s of CPU per 300 tokens, and the system
+message must survive). Padding is on the right with an attention mask, so scores do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -172,11 +173,11 @@ def sequence_logprobs(model: Any, encoded: Sequence[_Encoded], pad_id: int, batc
 
 @RMS.register("implicit")
 class ImplicitRM(SingleFromBatch):
-    """DPO implicit reward log p_policy(y|x) - log p_ref(y|x); default: SmolLM2 with vs without a safety system prompt."""
+    """DPO implicit reward log p_policy(y|x) - log p_ref(y|x); default: SmolLM2 with vs without a safety prompt."""
 
     name = "implicit"
     reward_is_logit = True
-    slow = True  # two LM forward passes per response: evaluated on the --max-pairs-slow prefix  # with beta = 1, DPO's Bradley-Terry logit
+    slow = True  # two LM forward passes per response: evaluated on the --max-pairs-slow prefix
 
     def __init__(
         self,
@@ -185,8 +186,8 @@ class ImplicitRM(SingleFromBatch):
         policy_system: str | None = None,
         reference_system: str | None = None,
         batch_size: int = 8,
-        max_prompt_tokens: int = 128,
-        max_response_tokens: int = 96,
+        max_prompt_tokens: int = 96,
+        max_response_tokens: int = 64,
         trust_remote_code: bool = False,
         **_: Any,
     ) -> None:
@@ -233,7 +234,8 @@ class ImplicitRM(SingleFromBatch):
         }
 
     def _side(self, model: Any, prompts: Sequence[str], responses: Sequence[str], system: str | None) -> list[float]:
-        enc = [encode_pair(self.tok, p, r if r else " ", system, self.max_prompt_tokens, self.max_response_tokens) for p, r in zip(prompts, responses)]
+        enc = [encode_pair(self.tok, p, r if r else " ", system, self.max_prompt_tokens, self.max_response_tokens)
+               for p, r in zip(prompts, responses)]
         return sequence_logprobs(model, enc, self.tok.pad_token_id, self.batch_size)
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
