@@ -1,7 +1,8 @@
 """Why generation runs under `torch.no_grad` and not `torch.inference_mode` when bf16 autocast is on.
 
-Autocast keeps a bf16 copy of each fp32 weight for the duration of the autocast block, but not in inference mode,
-where every call re-casts the weight. For decoding (a few rows per step, every weight used every step) the cast
+Autocast keeps a bf16 copy of each fp32 weight for the duration of the autocast block, but not in inference mode
+and not for weights with requires_grad=False (frozen, as in merged PEFT models), where every call re-casts the
+weight (secvec_bench.generation.autocast_cacheable works around the second). For decoding (a few rows per step, every weight used every step) the cast
 dominates. This times one Linear(4096, 4096) on one row: autocast under no_grad, autocast under inference_mode,
 bf16 weights, and fp32.
 
@@ -27,6 +28,17 @@ def per_call_ms(module, x, grad_ctx, autocast: bool, calls: int) -> float:
         return (time.perf_counter() - t0) / calls * 1e3
 
 
+def _frozen(lin, x, calls: int) -> float:
+    """Weights with requires_grad=False (as in every merged PEFT model): autocast does not cache their casts."""
+    import torch
+
+    lin.requires_grad_(False)
+    try:
+        return per_call_ms(lin, x, torch.no_grad, True, calls)
+    finally:
+        lin.requires_grad_(True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=4096)
@@ -47,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {
         "autocast_no_grad": per_call_ms(lin, x, torch.no_grad, True, args.calls),
         "autocast_inference_mode": per_call_ms(lin, x, torch.inference_mode, True, args.calls),
+        "autocast_no_grad_frozen_weights": _frozen(lin, x, args.calls),
         "bf16_weights_inference_mode": per_call_ms(lin_bf, x.bfloat16(), torch.inference_mode, False, args.calls),
         "fp32_inference_mode": per_call_ms(lin, x, torch.inference_mode, False, args.calls),
     }

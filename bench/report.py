@@ -73,7 +73,7 @@ def render(folder: Path) -> str:
         ms = ac["ms_per_call"]
         lines.append(f"| bf16 autocast, Linear {ac['config']['linear'][0]}², 1 row | no_grad vs inference_mode | "
                      f"{ms['autocast_no_grad']} vs {ms['autocast_inference_mode']} ms/call (fp32 "
-                     f"{ms['fp32_inference_mode']}) |")
+                     f"{ms['fp32_inference_mode']}; frozen weights under no_grad {ms.get('autocast_no_grad_frozen_weights')}) |")
     if e2e:
         lines.append(f"| `{e2e['command']}` cold | fresh cache, target ≤ {e2e['targets']['cold_seconds']} s | "
                      f"{e2e['cold']['wall_seconds']:.0f} s |")

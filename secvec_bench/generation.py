@@ -9,12 +9,16 @@ Chat formatting is done once per prompt through the tokenizer's template, never 
 measures the speed and the fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT
 `torch.inference_mode`: autocast caches each weight's bf16 copy only outside inference mode, and without the cache
 every decode step re-casts every weight (measured on a 4096x4096 Linear, 1 row: 16 ms/call under no_grad, 134 ms
-under inference_mode, 21 ms in fp32; bench/bench_autocast_cache.py).
+under inference_mode, 21 ms in fp32; bench/bench_autocast_cache.py). The cache also skips weights with
+`requires_grad=False`, which is what every merged PEFT model (the attacked models) has, so for the duration of a
+bf16 generation the frozen floating-point weights are marked `requires_grad=True` (harmless under no_grad: no graph
+is recorded) and restored afterwards.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -51,6 +55,19 @@ class GenStats:
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+@contextmanager
+def autocast_cacheable(model: Any, enabled: bool):
+    """Let autocast cache the bf16 copy of frozen weights (it only caches leaves with requires_grad); restore after."""
+    flipped = [p for p in model.parameters() if p.is_floating_point() and not p.requires_grad] if enabled else []
+    for p in flipped:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in flipped:
+            p.requires_grad_(False)
 
 
 def generate(
@@ -91,7 +108,7 @@ def hf_generate(
     torch.manual_seed(cfg.seed)
     model.eval()
     device = next(model.parameters()).device
-    with bar(total=len(texts), desc=desc, unit="prompt") as pb:
+    with bar(total=len(texts), desc=desc, unit="prompt") as pb, autocast_cacheable(model, cfg.bf16):
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
             width = max(len(encoded[i]) for i in idx)

@@ -113,3 +113,22 @@ def test_train_with_accelerator_matches_plain_train(tok):
     assert runs[0][0] == pytest.approx(runs[1][0], abs=1e-5)
     for n, p in runs[0][1].items():
         assert torch.allclose(p, runs[1][1][n], atol=1e-5), n
+
+
+def test_bf16_generation_on_frozen_weights_restores_flags_and_matches_trainable(tok):
+    from tiny import tiny_model
+
+    from secvec_bench.generation import GenConfig, autocast_cacheable, generate
+
+    prompts = ["What is the capital of France?", "Hi"]
+    cfg = GenConfig(max_new_tokens=4, batch_size=2, bf16=True)
+    model = tiny_model(tok)
+    trainable_out = generate(model, tok, prompts, cfg)
+    model.requires_grad_(False)
+    model.lm_head.weight.requires_grad_(True)  # tied to the embeddings: stays as it was
+    frozen_out = generate(model, tok, prompts, cfg)
+    assert frozen_out == trainable_out
+    assert [p.requires_grad for p in model.parameters()] == [p is model.lm_head.weight for p in model.parameters()]
+    with autocast_cacheable(model, enabled=True):
+        assert all(p.requires_grad for p in model.parameters())
+    assert not model.model.layers[0].self_attn.q_proj.weight.requires_grad
