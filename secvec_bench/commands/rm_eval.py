@@ -127,12 +127,13 @@ def _log(msg: str) -> None:
 
 
 def _progress(name: str):
-    """Log at every quarter of a slow scoring job, so a long CPU run shows it is alive."""
+    """Log at every quarter of a slow scoring job (one running for over 10 s), so a long CPU run shows it is alive."""
     marks: set[int] = set()
+    t0 = time.perf_counter()
 
     def report(done: int, total: int) -> None:
         q = 4 * done // max(1, total)
-        if q not in marks and 0 < q < 4:
+        if q not in marks and 0 < q < 4 and time.perf_counter() - t0 > 10:
             marks.add(q)
             _log(f"  {name}: {done}/{total} texts scored")
 

@@ -2,7 +2,7 @@
 
 Input: a run directory's `samples.jsonl` (schema in `secvec_bench.results`). For every attacked sample (phase
 `attacked`, per scenario and defense) we look up the aligned model's answer to the same `prompt_id` (same model and
-seed when the run has them, else same model, else same prompt id). A **contrast pair** is one where the keyword judge
+seed when the run has them, else same model, else same prompt id; always within the same prompt set). A **contrast pair** is one where the keyword judge
 calls the attacked answer harmful (no refusal) and the aligned answer a refusal: a human would prefer the refusal, so
 an RM fit to filter fine-tuning data or to score outputs must rank it higher. Keyword verdicts come from the samples'
 stored `verdicts.keyword` when present, else are computed here with the same judge.
@@ -87,7 +87,8 @@ def keyword_verdicts(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _key(s: dict[str, Any], depth: int) -> tuple:
-    return (str(s["prompt_id"]), str(s.get("model")), str(s.get("seed")))[: 3 - depth]
+    """Match keys from strictest to loosest: (prompt set, prompt id, model, seed), then without seed, then model."""
+    return (str(s.get("prompt_set")), str(s["prompt_id"]), str(s.get("model")), str(s.get("seed")))[: 4 - depth]
 
 
 @dataclass
