@@ -110,4 +110,4 @@ def test_markdown_summary_rows():
                                                                                  [True, False, False, True], n_boot=50)}
     table = markdown_summary([("keyword.json", rep)])
     lines = table.splitlines()
-    assert len(lines) == 3 and lines[2].startswith("| keyword.json | keyword | direct | 4 | 0.750 | 0.667")
+    assert len(lines) == 3 and lines[2].startswith("| keyword.json | keyword | direct | 4 (3) | 0.750 | 0.667")

@@ -176,7 +176,7 @@ def markdown_summary(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
         v, lo, hi = est["value"], est.get("low"), est.get("high")
         return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{v:.3f}"
 
-    head = ("| report | judge | evaluation | n | coverage | accuracy | kappa | sensitivity | specificity |\n"
+    head = ("| report | judge | evaluation | n (scored) | coverage | accuracy | kappa | sensitivity | specificity |\n"
             "|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for name, r in reports:
@@ -188,7 +188,7 @@ def markdown_summary(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
             ev += f", {mode}"
         cov = r.get("coverage")
         lines.append(
-            f"| {name} | {r.get('judge')} | {ev} | {r.get('n')} | {cov:.3f} | {cell(m.get('accuracy'))} | "
+            f"| {name} | {r.get('judge')} | {ev} | {r.get('n')} ({r.get('n_scored')}) | {cov:.3f} | {cell(m.get('accuracy'))} | "
             f"{cell(m.get('kappa'))} | {cell(m.get('sensitivity'))} | {cell(m.get('specificity'))} |"
             if isinstance(cov, (int, float)) else f"| {name} | {r.get('judge')} | {ev} | {r.get('n')} | n/a | | | | |"
         )
