@@ -61,14 +61,16 @@ def test_cli_labels_file_report_is_read_by_metrics(tmp_path, capsys):
         (["--judge", "keyword", "--data-dir", "no_such_dir"], "data directory not found"),
         (["--labels", "x.jsonl"], "give --judge"),
         (["--judge", "zzz", "--labels", "x.jsonl"], "unknown judge"),
+        (["--judge", "coherence", "--labels", "ok.jsonl"], "gives no 'harmful' verdicts"),
     ],
 )
 def test_cli_errors(tmp_path, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad_label.jsonl").write_text('{"prompt": "p", "response": "r", "human_label": "maybe"}\n')
+    (tmp_path / "ok.jsonl").write_text('{"prompt": "p", "response": "a fine answer", "human_label": 0}\n')
     assert main(["judge-agreement", *argv, "--output", str(tmp_path / "o.json")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and needle in err, err
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("judged ")]  # progress
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0], err
 
 
 def _v(harmful):

@@ -23,7 +23,8 @@ def add_judge_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
     g.add_argument("--keywords-file", help="keyword judge: YAML with 'prefixes' and 'substrings' (default judges/)")
     g.add_argument("--weights", help="classifier judge: weights file (default: the cache dir, see train-classifier)")
     g.add_argument("--judge-url", help="llm judge: base URL of an OpenAI-compatible server (e.g. http://host:8000/v1)")
-    g.add_argument("--judge-model", help="llm judge: model name sent to the server, or a local model dir/GGUF dir")
+    g.add_argument("--judge-model", help="llm judge: with --judge-url, the model name sent to the server; without it, a local "
+                   "chat model (built-in name such as smollm2-135m, the default, or a folder of safetensors)")
     g.add_argument(
         "--api-key-env",
         help="llm judge: environment variable holding the API key (default SECVEC_JUDGE_API_KEY); never a literal key",

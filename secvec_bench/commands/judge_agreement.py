@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = "direct (judge not trained on these labels)"
     pick = TARGETS[args.target]
     pred = [pick(v) if v.parse_ok else None for v in verdicts]
+    if any(v.parse_ok for v in verdicts) and all(p is None for p in pred):
+        raise UserError(f"judge {args.judge} gives no '{args.target}' verdicts (try another --target or judge)")
     result = agreement_metrics(pred, [it.label for it in items], seed=args.sample_seed)
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)  # model load + scoring, on this machine
     report = AgreementReport(
