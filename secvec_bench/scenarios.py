@@ -201,7 +201,9 @@ class Scenario:
             return self.fallback
         spec = SPECS.get(recipe.source)
         where = f" (file {spec.local} under the data directory)" if spec else ""
-        raise UserError(f"scenario {self.name!r} needs source {recipe.source!r}{where}: pass --data-dir")
+        data_dir = getattr(suite, "data_dir", None)
+        fix = "pass --data-dir" if data_dir is None else f"not found in the data directory {data_dir}"
+        raise UserError(f"scenario {self.name!r} needs source {recipe.source!r}{where}: {fix}")
 
     def _records(self, recipe: Recipe, suite: Any) -> list[dict]:
         part = recipe.suite_part
