@@ -496,3 +496,23 @@ def test_output_or_cache_path_is_a_file(tmp_path, capsys, tiny_dir, which):
                     args["--cache-dir"], "--max-eval", "2", "--max-train", "4", "--sv-samples", "2"], capsys, str(f),
                    "Not a directory")
     assert f.read_text() == "not a folder"
+
+
+def test_scenario_source_missing_from_data_dir(tmp_path, capsys, tiny_dir, shared_data):
+    """A data directory with the suite's sources but not the one a scenario reads: one line naming source and file."""
+    d = tmp_path / "data"
+    d.mkdir()
+    for name in ("advbench", "alpaca"):
+        (d / name).symlink_to(shared_data / name)
+    sc = scenario_file(tmp_path, 'name: hb\nsource: harmbench\nn: 4\nuser_template: "{{ goal }}"\n'
+                                 'assistant_template: "ok"\n')
+    code, _, err = run_main(["run", "--quiet", "--model", str(tiny_dir), "--data-dir", str(d), "--scenario", str(sc),
+                             "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--max-eval",
+                             "2", "--max-train", "4", "--sv-samples", "2", "--max-new-tokens", "2"], capsys)
+    # the source is only checked once the suite is built and the model aligned, so transformers' own loading bars
+    # may precede the error; the error itself is one line naming the source, its file and the data directory
+    lines = [l for l in err.splitlines() if l.strip() and "it/s]" not in l]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    for needle in ("harmbench", "harmbench_behaviors_text_all.csv", str(d)):
+        assert needle in lines[0], lines[0]
+    assert not list((tmp_path / "runs").rglob("results.json"))
