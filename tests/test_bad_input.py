@@ -498,6 +498,7 @@ def test_output_or_cache_path_is_a_file(tmp_path, capsys, tiny_dir, which):
     assert f.read_text() == "not a folder"
 
 
+@pytest.mark.integration
 def test_scenario_source_missing_from_data_dir(tmp_path, capsys, tiny_dir, shared_data):
     """A data directory with the suite's sources but not the one a scenario reads: one line naming source and file."""
     d = tmp_path / "data"
