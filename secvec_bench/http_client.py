@@ -88,6 +88,10 @@ class ChatClient:
         with urllib.request.urlopen(req, timeout=self.cfg.timeout) as resp:  # noqa: S310 - URL is user config
             return resp.status, resp.read().decode("utf-8", errors="replace")
 
+    def _redact(self, text: str) -> str:
+        """Model text goes into verdict rationales on disk: never let a server echo the key into them."""
+        return text.replace(self._key, "[redacted]") if self._key else text
+
     def complete(self, messages: list[dict[str, str]]) -> Completion:
         """One completion; the API key is masked in whatever comes back, since text and error messages end up in
         verdict rationales and results (a proxy or debug server may echo the Authorization header)."""
@@ -105,8 +109,9 @@ class ChatClient:
                 _, raw = self._request(messages)
                 text = _extract_text(raw)
                 if text is None:  # a server that answers garbage will answer garbage again: no retry
-                    return Completion(None, f"malformed server reply: {raw[:60]!r}", attempt)
-                return Completion(text, None, attempt)
+                    # the body is not quoted: a misbehaving proxy may echo request headers, i.e. the key
+                    return Completion(None, f"malformed server reply ({len(raw)} bytes, not a chat completion)", attempt)
+                return Completion(self._redact(text), None, attempt)
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 retryable = exc.code in RETRY_STATUS

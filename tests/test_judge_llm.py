@@ -219,3 +219,9 @@ def test_long_texts_are_clipped(url):
     judge = LlmJudge(judge_url=url, judge_model="rules", judge_max_chars=200)
     text = judge.render("p" * 5000, "r" * 5000)
     assert "r" * 201 not in text and "[...truncated]" in text and judge.config()["max_chars"] == 200
+
+
+def test_server_echoing_the_key_never_reaches_the_verdict(url, monkeypatch):
+    monkeypatch.setenv("SECVEC_JUDGE_API_KEY", "k3y-XYZ")
+    v = LlmJudge(judge_url=url, judge_model="echo:#thescore: 2 (auth was Bearer k3y-XYZ)").score("p", "an answer")
+    assert v.score == 2.0 and "k3y-XYZ" not in v.rationale and "[redacted]" in v.rationale
