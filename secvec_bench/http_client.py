@@ -8,6 +8,7 @@ makes one unscored verdict instead of killing a long judging run.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -115,7 +116,7 @@ class ChatClient:
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 retryable = exc.code in RETRY_STATUS
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+            except (urllib.error.URLError, socket.timeout, TimeoutError, OSError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", exc)
                 last = f"{type(reason).__name__}: {reason}"
             if not retryable or attempt > self.cfg.retries:
