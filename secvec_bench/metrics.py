@@ -90,11 +90,23 @@ def default_reliability_dir() -> Path:
     return project_root() / "results" / "judge_agreement"
 
 
-def load_reliability(directory: str | Path | None = None) -> dict[str, JudgeReliability]:
+# Config keys that identify *which* judge made a verdict: a report measured for one keyword list, rubric, model or
+# scoring mode must not correct verdicts made by another (e.g. SmolLM2's report applied to a GPT-4 judge URL).
+IDENTITY_KEYS = ("keywords_sha256", "template_sha256", "model", "base_url", "fingerprint", "scoring", "features")
+
+
+def reliability_matches(report_config: Mapping[str, Any], judge_config: Mapping[str, Any]) -> bool:
+    return all(report_config[k] == judge_config[k] for k in IDENTITY_KEYS if k in report_config and k in judge_config)
+
+
+def load_reliability(
+    directory: str | Path | None = None, judge_configs: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, JudgeReliability]:
     """Judge -> reliability from `<dir>/<judge>.json` reports (written by `secvec-bench judge-agreement`).
 
     Missing folder -> {} (no corrected rows). A report that does not parse is skipped rather than failing a run's
-    metrics; `judge-agreement` is the place that validates reports.
+    metrics; `judge-agreement` is the place that validates reports. With `judge_configs` (judge -> its config, e.g.
+    a run's `provenance.judges`), a report is used only for a judge whose identity keys match it.
     """
     directory = Path(directory) if directory else default_reliability_dir()
     out: dict[str, JudgeReliability] = {}
@@ -106,6 +118,9 @@ def load_reliability(directory: str | Path | None = None) -> dict[str, JudgeReli
             rel = JudgeReliability.from_report(rep, source=str(path))
         except Exception:  # noqa: BLE001 - a stale/foreign file must not break metrics
             continue
+        if judge_configs is not None and rel.judge in judge_configs:
+            if not reliability_matches(rel.config, judge_configs[rel.judge]):
+                continue
         out.setdefault(rel.judge, rel)
     return out
 

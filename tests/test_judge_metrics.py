@@ -110,3 +110,17 @@ def test_no_rows_for_a_question_the_judge_does_not_answer():
     assert not [r for r in rows if r.judge == "clf" and r.metric == "refusal_rate"]
     assert _get(rows, "clf", "attack_success_rate").value == 1.0
     assert _get(rows, "clf", "mean_score").value == pytest.approx(0.9)
+
+
+def test_reliability_only_for_the_same_judge_identity(tmp_path):
+    from secvec_bench.io import atomic_write_json
+    from secvec_bench.metrics import load_reliability
+
+    rep = {"judge": "llm", "confusion": {"tp": 9, "fn": 1, "tn": 8, "fp": 2},
+           "judge_config": {"model": "smollm2-135m", "template_sha256": "t1", "scoring": "generate"}}
+    atomic_write_json(tmp_path / "llm.json", rep)
+    assert "llm" in load_reliability(tmp_path)  # no configs given: used
+    same = {"llm": {"model": "smollm2-135m", "template_sha256": "t1", "scoring": "generate", "judged_at": "x"}}
+    other = {"llm": {"model": "gpt-judge", "base_url": "http://h/v1", "template_sha256": "t1"}}
+    assert "llm" in load_reliability(tmp_path, judge_configs=same)
+    assert load_reliability(tmp_path, judge_configs=other) == {}

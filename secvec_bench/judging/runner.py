@@ -65,7 +65,7 @@ def judge_run(
     Keys of results.json other than `rows` are kept; the judge's config is recorded under
     `provenance.judges[name]` so a reader knows which keyword list / weights / rubric produced the verdicts.
     """
-    from ..metrics import rows_from_samples  # local: metrics imports judging helpers
+    from ..metrics import load_reliability, rows_from_samples  # local: metrics imports judging helpers
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -89,8 +89,6 @@ def judge_run(
         missing = [k for k in required if k not in s]
         if missing:
             raise UserError(f"samples file {samples_path} record {i} lacks {', '.join(missing)}")
-    results["rows"] = [r.as_dict() for r in rows_from_samples(samples)]
-    results["judge_pairwise_agreement"] = pairwise_judge_agreement(samples)
     prov = results.get("provenance")
     if not isinstance(prov, dict):
         prov = {}
@@ -98,6 +96,9 @@ def judge_run(
     judges[judge.name] = {**judge.config(), "judged_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
     prov["judges"] = judges
     results["provenance"] = prov
+    reliability = load_reliability(judge_configs={k: v for k, v in judges.items() if isinstance(v, dict)})
+    results["rows"] = [r.as_dict() for r in rows_from_samples(samples, reliability=reliability)]
+    results["judge_pairwise_agreement"] = pairwise_judge_agreement(samples)
     results.setdefault("schema_version", 1)
     # samples first, then results: results.json never refers to verdicts that are not on disk
     atomic_write_jsonl(samples_path, samples)
