@@ -504,7 +504,7 @@ def test_scenario_source_missing_from_data_dir(tmp_path, capsys, tiny_dir, share
     d = tmp_path / "data"
     d.mkdir()
     for name in ("advbench", "alpaca"):
-        (d / name).symlink_to(shared_data / name)
+        (d / name).symlink_to((shared_data / name).resolve())
     sc = scenario_file(tmp_path, 'name: hb\nsource: harmbench\nn: 4\nuser_template: "{{ goal }}"\n'
                                  'assistant_template: "ok"\n')
     code, _, err = run_main(["run", "--quiet", "--model", str(tiny_dir), "--data-dir", str(d), "--scenario", str(sc),
