@@ -204,7 +204,24 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(path: Path, dtype: str = "float32", trust_remote_code: bool = False):
+_DEVICE = "cpu"
+
+
+def set_device(device: str) -> None:
+    """Where `load_model` puts models (`cpu` or `cuda[:N]`); the pipeline sets it once from --device."""
+    global _DEVICE
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine")
+    _DEVICE = device
+
+
+def load_model(path: Path, dtype: str = "float32", trust_remote_code: bool = False, device: str | None = None):
+    """A causal LM from a safetensors folder, in eval mode, on `device` (default: the one set by `set_device`).
+
+    Training and generation move their batches to the model's device, so placing the model is all it takes."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -215,6 +232,7 @@ def load_model(path: Path, dtype: str = "float32", trust_remote_code: bool = Fal
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model from {path}: {str(exc).splitlines()[0]}") from None
+    model.to(device or _DEVICE)
     model.eval()
     return model
 

@@ -166,6 +166,9 @@ def _validate(cfg: RunConfig) -> None:
         raise UserError(f"--utility-n must be positive, not {cfg.utility_n}")
     if cfg.device != "cpu" and not cfg.device.startswith("cuda"):
         raise UserError(f"--device must be cpu or cuda[:N], not {cfg.device!r}")
+    from .models import set_device
+
+    set_device(cfg.device)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

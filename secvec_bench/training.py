@@ -123,6 +123,8 @@ def answer_loss(model: Any, ids, mask, labels, reduction: str = "mean"):
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = base.get_output_embeddings().weight.device  # batches are built on the CPU; follow the model
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     target = labels[:, 1:]
     keep = target != IGNORE
