@@ -20,9 +20,9 @@ from .progress import status
 
 # Bump a stage's version when its code changes what it produces, so old cache entries stop matching.
 STAGE_VERSIONS = {
-    "align": 1,
-    "adapter": 1,
-    "attack": 1,
+    "align": 2,  # 2: LoRA init seeded (reproducible across processes)
+    "adapter": 2,
+    "attack": 2,
     "generate": 1,
     "judge": 1,
 }
