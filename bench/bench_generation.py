@@ -81,9 +81,11 @@ def run_llama_cpp(gguf_path, tok, prompts, max_new: int, threads: int) -> dict[s
         ids = llm.tokenize(prompt_text(tok, p).encode("utf-8"), add_bos=False, special=True)
         out: list[int] = []
         for t in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            if t in eot or len(out) >= max_new:
+            if t in eot:
                 break
             out.append(t)
+            if len(out) >= max_new:  # stop before llama.cpp evaluates one more token
+                break
         new_tokens += len(out)
         responses.append(llm.detokenize(out).decode("utf-8", "replace").strip())
     seconds = time.perf_counter() - t0
