@@ -94,6 +94,19 @@ def real_batch(tok, batch: int, seq: int):
     return ids, torch.ones_like(ids), labels
 
 
+def profile_ops(step, top: int = 8) -> list[dict[str, Any]]:
+    """Where one step's time goes: the ops with the most self CPU time (matmuls vs the rest = the bottleneck)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "calls": e.count, "self_ms": round(e.self_cpu_time_total / 1e3, 2),
+             "share": round(e.self_cpu_time_total / total, 4)} for e in events[:top]]
+
+
 def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[str, Any]:
     import torch
     from peft import get_peft_model
@@ -126,11 +139,12 @@ def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[s
         step()
         times.append(time.perf_counter() - t0)
     best, median = min(times), sorted(times)[len(times) // 2]
+    top_ops = profile_ops(step)
     flops = step_flops(model.get_base_model(), cfg, batch, seq, labelled)
     return {"dtype": "bf16" if bf16 else "fp32", "batch": batch, "seq_len": seq, "labelled_tokens": labelled,
             "steps_timed": steps, "step_seconds_best": round(best, 4), "step_seconds_median": round(median, 4),
             "tokens_per_second": round(batch * seq / median, 1), "flop_per_step": flops,
-            "achieved_gflops": round(flops["total"] / median / 1e9, 1)}
+            "achieved_gflops": round(flops["total"] / median / 1e9, 1), "top_ops_by_self_time": top_ops}
 
 
 def seed_noise(ref_path, steps: int, batch: int, max_len: int) -> dict[str, Any]:
