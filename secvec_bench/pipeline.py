@@ -23,7 +23,8 @@ from .errors import UserError
 from .generation import GenConfig, GenStats
 from .io import sha256_json
 from .judging import get_judge
-from .metrics import rows_from_samples
+from .judging.agreement import pairwise_judge_agreement
+from .metrics import load_reliability, rows_from_samples
 from .models import chat_template_hash, load_tokenizer, resolve
 from .progress import status
 from .results import write_run
@@ -302,7 +303,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                         add_samples(on, scenario="none", defense=dname, seed=seed, phase="sv_on",
                                     label=f"{dname}-on:seed{seed}")
 
-        rows = [r.as_dict() for r in rows_from_samples(samples)]
+        # Judge-corrected rates use a stored agreement report only if it measured this exact judge configuration.
+        reliability = load_reliability(judge_configs={j.name: j.config() for j in judges})
+        rows = [r.as_dict() for r in rows_from_samples(samples, reliability=reliability)]
         if cfg.utility:
             from .utility import over_refusal_rows, utility_rows
 
@@ -312,6 +315,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": cfg.model,
             "rows": rows,
+            "judge_pairwise_agreement": pairwise_judge_agreement(samples),
             "provenance": {
                 "config": _jsonable_config(cfg),
                 "model": {"spec": cfg.model, "path": str(ref.path), "fingerprint": ref.fingerprint,
