@@ -46,9 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # inside the try: Ctrl-C during the slow imports is no traceback
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"secvec-bench: error: {exc}", file=sys.stderr)
