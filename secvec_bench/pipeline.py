@@ -188,6 +188,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     run_id = cfg.run_id or default_run_id(cfg)
     run_dir = Path(cfg.out) / run_id
     ref = resolve(cfg.model, cache.root, cfg.revision)
+    # Build every scenario's data before any training, so a missing source fails in a second, not after alignment.
+    built: dict[tuple[str, int], tuple[list, Any]] = {}
+    for sc in scenarios:
+        for seed in cfg.seeds:
+            examples = sc.build(suite, seed=seed, max_n=cfg.max_train)
+            if not examples:
+                raise UserError(f"scenario {sc.name!r} produced no training examples")
+            built[sc.name, seed] = (examples, sc.last_build)
 
     with RunLock(run_dir):
         status(f"run {run_id}: model {cfg.model}, scenarios {', '.join(cfg.scenarios)}, "
@@ -258,9 +266,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         scenario_info: dict[str, Any] = {}
         for sc in scenarios:
             for seed in cfg.seeds:
-                base_examples = sc.build(suite, seed=seed, max_n=cfg.max_train)
-                if not base_examples:
-                    raise UserError(f"scenario {sc.name!r} produced no training examples")
+                base_examples, build_info = built[sc.name, seed]
                 # Against every evaluation set the suite can reach (harmful and benign eval, XSTest, MT-Bench).
                 eval_sets = suite.eval_prompt_sets()
                 hygiene.append(check_overlap([_user_turn(e.messages) for e in base_examples],
@@ -268,7 +274,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                                              f"scenario {sc.name} (seed {seed}) vs {', '.join(eval_sets)}"))
                 scenario_info[sc.name] = {"path": sc.path, "fingerprint": sc.fingerprint(), "n": len(base_examples),
                                           "harmful_share": sum(e.harmful for e in base_examples) / len(base_examples),
-                                          "build": sc.last_build, "spec": sc.spec}
+                                          "build": build_info, "spec": sc.spec}
                 for dname, defense in defenses.items():
                     ctx = DefenseContext(cache, aligned_path, aligned_key, tokenizer, suite, seed,
                                          trust_remote_code=cfg.trust_remote_code,
