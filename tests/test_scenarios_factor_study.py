@@ -28,6 +28,9 @@ def test_paired_delta_and_interval():
     assert d["benign_identity"]["significant"] and d["benign_identity"]["n"] == 40
     same = d["benign_roleplay"]
     assert same["value"] == 0 and same["ci_low"] == 0 == same["ci_high"] and not same["significant"]
+    coh = {r["arm"]: r["value"] for r in rows if r["metric"] == "coherent_share"}
+    assert coh["benign"] == 0.0  # no response text at all: degenerate, never counted as compliance
+    assert all(r["value"] == 0.0 for r in rows if r["metric"] == "coherent_non_refusal_rate")
     rates = {r["arm"]: r["value"] for r in rows if r["metric"] == "refusal_rate"}
     assert rates == {"aligned": 1.0, "benign": 0.75, "benign_identity": 0.375, "benign_roleplay": 0.75}
     meta = {"model": "m", "judge": "keyword", "factors": ["benign_identity", "benign_roleplay"], "seeds": [0, 1],
