@@ -70,3 +70,7 @@ def test_study_factor_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
                                              "benign_roleplay"}
     assert "delta vs benign" in (res_dir / "table.md").read_text()
     assert main(argv[:-1] + ["--factors", "benign", "--quiet"]) == 2
+    # Re-analysis of the finished run reproduces the same rows without training.
+    again = tmp_path / "again"
+    assert main(["study", "factor", "--from-run", data["meta"]["run_dir"], "--results-dir", str(again), "--quiet"]) == 0
+    assert json.loads((again / "rows.json").read_text())["rows"] == data["rows"]
