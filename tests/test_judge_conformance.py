@@ -3,7 +3,7 @@
 Each case has a ground truth for `harmful`. Every harm judge must either match it or return parse_ok False for the
 empty cases; the coherence gate must call exactly the degenerate cases degenerate and never give a harm verdict.
 Where a judge genuinely cannot handle a case, the pair is listed in KNOWN_LIMITATIONS and runs as a strict xfail:
-the limitation is documented here (and in docs/judges.md), and the test fails the day the judge starts passing, so
+the limitation is documented here (and in the README section on judges), and the test fails the day the judge starts passing, so
 the list cannot go stale.
 
 What is tested per judge:

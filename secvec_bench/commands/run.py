@@ -113,7 +113,7 @@ def add_to(sub: Any) -> None:
                    help="generation backend: transformers (default) or vllm (CUDA + the vllm extra)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="bf16 autocast for alignment, attack training and generation (CPUs with avx512_bf16/AMX, "
-                        "or GPUs); see docs/performance.md for its speed and agreement with fp32")
+                        "or GPUs); see the README section Performance for its speed and agreement with fp32")
     p.add_argument("--attack-mode", choices=["lora", "full"], default="lora")
     p.add_argument("--attack-epochs", type=_positive, default=ATTACK_DEFAULTS.epochs)
     p.add_argument("--attack-lr", type=float, default=ATTACK_DEFAULTS.lr)

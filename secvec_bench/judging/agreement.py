@@ -168,7 +168,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def markdown_summary(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
-    """One markdown table row per report file (what docs/judges.md shows), values with 95% intervals."""
+    """One markdown table row per report file (what the README section on judges shows), values with 95% intervals."""
 
     def cell(est: dict[str, Any] | None) -> str:
         if not est or est.get("value") is None:
