@@ -33,7 +33,7 @@ def _seeds(value: str) -> list[int]:
     return out
 
 
-def _positive(value: str) -> int:
+def positive_int(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -58,12 +58,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def add_defense_options(p: argparse.ArgumentParser) -> None:
     """Security-vector, defense and utility options (shared by `run` and `study sv`)."""
-    p.add_argument("--sv-samples", type=_positive, default=100, help="security-vector training examples")
-    p.add_argument("--sv-rank", type=_positive, default=SV_DEFAULTS.lora_r, help="security-vector LoRA rank")
-    p.add_argument("--sv-alpha", type=_positive, default=None, help="security-vector LoRA alpha (default: 2 x rank)")
+    p.add_argument("--sv-samples", type=positive_int, default=100, help="security-vector training examples")
+    p.add_argument("--sv-rank", type=positive_int, default=SV_DEFAULTS.lora_r, help="security-vector LoRA rank")
+    p.add_argument("--sv-alpha", type=positive_int, default=None, help="security-vector LoRA alpha (default: 2 x rank)")
     p.add_argument("--sv-targets", type=_csv, default=list(SV_DEFAULTS.target_modules),
                    help="security-vector LoRA target modules, comma-separated")
-    p.add_argument("--sv-epochs", type=_positive, default=SV_DEFAULTS.epochs, help="security-vector training epochs")
+    p.add_argument("--sv-epochs", type=positive_int, default=SV_DEFAULTS.epochs, help="security-vector training epochs")
     p.add_argument("--sv-lr", type=float, default=SV_DEFAULTS.lr, help="security-vector learning rate")
     p.add_argument("--safety-ratio", type=float, default=SAFETY_RATIO,
                    help="safety_mix: refusal examples added per user example (default 0.1)")
@@ -71,7 +71,7 @@ def add_defense_options(p: argparse.ArgumentParser) -> None:
                    help="safelora: project layers whose similarity is <= this (default 0.35)")
     p.add_argument("--utility", action="store_true",
                    help="also measure held-out benign loss, task score and over-refusal on safe prompts (XSTest)")
-    p.add_argument("--utility-n", type=_positive, default=60, help="benign and safe prompts per model state")
+    p.add_argument("--utility-n", type=positive_int, default=60, help="benign and safe prompts per model state")
 
 
 def defense_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,17 +105,17 @@ def add_to(sub: Any) -> None:
     p.add_argument("--judge", type=_csv, action="extend", default=None, help="judge(s) (default: keyword)")
     p.add_argument("--out", default="runs", help="results directory (default: runs)")
     p.add_argument("--run-id", default=None, help="run folder name (default: model + hash of the config)")
-    p.add_argument("--max-train", type=_positive, default=None, help="cap attack training examples per scenario")
-    p.add_argument("--max-eval", type=_positive, default=None, help="cap held-out evaluation prompts")
-    p.add_argument("--max-new-tokens", type=_positive, default=64)
-    p.add_argument("--batch-size", type=_positive, default=32, help="generation batch size")
+    p.add_argument("--max-train", type=positive_int, default=None, help="cap attack training examples per scenario")
+    p.add_argument("--max-eval", type=positive_int, default=None, help="cap held-out evaluation prompts")
+    p.add_argument("--max-new-tokens", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size")
     p.add_argument("--backend", choices=backend_names(), default="transformers",
                    help="generation backend: transformers (default) or vllm (CUDA + the vllm extra)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="bf16 autocast for alignment, attack training and generation (CPUs with avx512_bf16/AMX, "
                         "or GPUs); see the README section Performance for its speed and agreement with fp32")
     p.add_argument("--attack-mode", choices=["lora", "full"], default="lora")
-    p.add_argument("--attack-epochs", type=_positive, default=ATTACK_DEFAULTS.epochs)
+    p.add_argument("--attack-epochs", type=positive_int, default=ATTACK_DEFAULTS.epochs)
     p.add_argument("--attack-lr", type=float, default=ATTACK_DEFAULTS.lr)
     add_defense_options(p)
     p.add_argument("--no-align", action="store_true", help="skip the alignment stage (model already aligned)")

@@ -11,16 +11,7 @@ import argparse
 from typing import Any
 
 from ..errors import UserError
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {n}")
-    return n
+from .run import positive_int
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,7 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="public data directory (default: $SECVEC_BENCH_DATA, else the built-in data); "
                         "'hub' fetches the pinned upstream files")
     p.add_argument("--seed", type=int, default=None, help="build seed (default: the scenario's own seed)")
-    p.add_argument("--max-train", type=_positive, default=None, help="cap examples as `run --max-train` does")
+    p.add_argument("--max-train", type=positive_int, default=None, help="cap examples as `run --max-train` does")
     p.add_argument("--poison-ratio", type=float, default=None, help="override the poison share (poison scenarios)")
 
 
@@ -39,7 +30,7 @@ def add_to(sub: Any) -> None:
     acts.required = True
     show = acts.add_parser("show", help="print rendered chat examples")
     _common(show)
-    show.add_argument("--n", type=_positive, default=3, help="examples to print (default 3)")
+    show.add_argument("--n", type=positive_int, default=3, help="examples to print (default 3)")
     show.set_defaults(func=run_show)
     export = acts.add_parser("export", help="write the training examples as JSONL (messages, source_id)")
     _common(export)
