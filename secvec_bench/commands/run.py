@@ -49,7 +49,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="hub revision (commit/tag) for a Hugging Face id")
     p.add_argument("--data-dir", default=os.environ.get("SECVEC_BENCH_DATA"),
                    help="public data directory (default: $SECVEC_BENCH_DATA, else the built-in data); "
-                        "'hub' loads pinned Hub datasets")
+                        "'hub' fetches each source's pinned upstream file (needs network)")
     p.add_argument("--cache-dir", default=None, help="stage cache (default: $SECVEC_BENCH_CACHE or ~/.cache/secvec-bench)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
