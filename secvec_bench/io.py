@@ -112,9 +112,13 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 
 
 def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[dict]:
-    text = read_text(path, what)
+    return parse_jsonl_lines(read_text(path, what).splitlines(), path, what)
+
+
+def parse_jsonl_lines(lines: Iterable[str], path: str | os.PathLike, what: str = "JSONL file") -> list[dict]:
+    """JSON objects from lines already read (plain or gzipped files alike); blank lines skipped."""
     rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:

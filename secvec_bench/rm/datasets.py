@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import UserError
-from ..io import read_json, sha256_bytes, sha256_file
+from ..io import parse_jsonl_lines, read_json, sha256_bytes, sha256_file
 from ..registry import Registry
 from .base import Item, Pair
 
@@ -90,18 +90,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _jsonl_rows(path: Path) -> list[dict]:
-    rows = []
-    for lineno, line in enumerate(_read_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"dataset file {path} line {lineno} is not valid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"dataset file {path} line {lineno} is not a JSON object")
-        rows.append(row)
-    return rows
+    return parse_jsonl_lines(_read_lines(path), path, "dataset file")
 
 
 _TURN = re.compile(r"\n\n(Human|Assistant):")
