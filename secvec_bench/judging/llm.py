@@ -203,7 +203,9 @@ class LocalBackend:
             for msg in user_messages:
                 text = prompt_text(self.tokenizer, msg) + SCORE_PREFILL
                 ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
-                logits = self.model(**ids).logits[0, -1].float()
+                # Only the last position's logits are read: skipping the vocabulary projection of every other
+                # position saves about a fifth of the forward pass on a long rubric prompt.
+                logits = self.model(**ids, logits_to_keep=1).logits[0, -1].float()
                 probs = torch.softmax(logits, dim=-1)
                 raw = {k: float(sum(probs[i] for i in ids_for[k])) if ids_for[k] else 0.0 for k in ids_for}
                 total = sum(raw.values())
