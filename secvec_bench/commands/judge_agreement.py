@@ -1,12 +1,14 @@
 """`secvec-bench judge-agreement`: measure a judge against human labels, or judges against each other on a run.
 
     secvec-bench judge-agreement --judge keyword --data-dir ../shared/data        # HarmBench val set, 602 items
+    secvec-bench judge-agreement --judge keyword --dataset xstest-completions --data-dir D   # human refusal labels
     secvec-bench judge-agreement --judge keyword --labels mine.jsonl              # prompt, response, human_label
     secvec-bench judge-agreement --judge llm --data-dir D --limit 60              # a seeded subset for slow judges
     secvec-bench judge-agreement --run runs/<id>                                  # pairwise between stored judges
 
 The report (default `results/judge_agreement/<judge>.json` for the HarmBench set) is what `metrics` reads to
-correct attack success rates for the judge's error (Rogan-Gladen).
+correct attack success rates for the judge's error (Rogan-Gladen). Reports on other label sets go to a folder of
+their own (`results/judge_agreement/<dataset>/`), so they never stand in for the harm correction.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
@@ -29,11 +32,26 @@ from ..judging.agreement import (
     pairwise_judge_agreement,
     select_subset,
 )
-from ..judging.labelled import load_harmbench_val, load_labels_jsonl
+from ..judging.labelled import (
+    XSTEST_PARTIAL,
+    XSTEST_SPLITS,
+    LabelledSet,
+    load_harmbench_val,
+    load_labels_jsonl,
+    load_xstest_completions,
+)
 from ..judging.runner import score_records
 from ..results import read_samples
 from ..metrics import default_reliability_dir
 from .judge import add_judge_arguments, judge_options
+
+
+# Human-labelled sets in the data directory: name -> (loader(args), the verdict field its label means).
+DATASETS: dict[str, tuple[Callable[[argparse.Namespace], LabelledSet], str]] = {
+    "harmbench-val": (lambda a: load_harmbench_val(a.data_dir), "harmful"),
+    "xstest-completions": (lambda a: load_xstest_completions(a.data_dir, a.xstest_partial, a.xstest_split),
+                           "refused"),
+}
 
 
 def add_to(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +59,17 @@ def add_to(sub: argparse._SubParsersAction) -> None:
     add_judge_arguments(p, required=False)
     p.add_argument("--data-dir", help="data directory holding harmbench/text_behaviors_val_set.json "
                    "(default env SECVEC_BENCH_DATA)")
-    p.add_argument("--labels", help="JSONL with prompt, response, human_label (instead of HarmBench)")
-    p.add_argument("--target", choices=sorted(TARGETS), default="harmful",
-                   help="which verdict field the human label means (default harmful)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="harmbench-val",
+                   help="human-labelled set in the data directory: harmbench-val (harm labels, default) or "
+                   "xstest-completions (refusal labels: xstest/model_completions/*.csv from XSTest's repository)")
+    p.add_argument("--xstest-partial", choices=XSTEST_PARTIAL, default="refusal",
+                   help="xstest-completions: how a partial refusal counts (default refusal)")
+    p.add_argument("--xstest-split", choices=sorted(XSTEST_SPLITS), default="all",
+                   help="xstest-completions: all prompts (default), or the dev (odd-numbered) / test (even) half")
+    p.add_argument("--labels", help="JSONL with prompt, response, human_label (instead of --dataset)")
+    p.add_argument("--target", choices=sorted(TARGETS), default=None,
+                   help="which verdict field the human label means (default: the dataset's, harmful for "
+                   "harmbench-val and --labels, refused for xstest-completions)")
     p.add_argument("--limit", type=int, help="score a seeded random subset of this many items (slow judges)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed for --limit and bootstrap (default 0)")
     p.add_argument("--folds", type=int, default=5, help="grouped CV folds for trainable judges (default 5)")
@@ -74,12 +100,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--limit must be >= 1")
     if args.folds < 2:
         raise UserError("--folds must be >= 2")
-    ds = load_labels_jsonl(args.labels) if args.labels else load_harmbench_val(args.data_dir)
+    loader, default_target = DATASETS[args.dataset]
+    ds = load_labels_jsonl(args.labels) if args.labels else loader(args)
+    if args.target is None:
+        args.target = "harmful" if args.labels else default_target
     items, subset = select_subset(ds.items, args.limit, args.sample_seed)
     t0 = time.perf_counter()
     cv = getattr(factory, "cross_validated_verdicts", None)
     if cv is not None:
-        verdicts, judge_config = cv(items, folds=args.folds, seed=args.sample_seed, **judge_options(args))
+        verdicts, judge_config = cv(items, folds=args.folds, seed=args.sample_seed, target=args.target,
+                                     **judge_options(args))
         evaluation = f"grouped {args.folds}-fold cross-validation by behaviour (never scored on its training items)"
     else:
         judge = get_judge(args.judge, **judge_options(args))
@@ -113,6 +143,10 @@ def _default_output(args: argparse.Namespace) -> Path:
     base = default_reliability_dir()
     if args.labels:
         return base / "other" / f"{args.judge}__{Path(args.labels).stem}.json"
+    if args.dataset != "harmbench-val":
+        suffix = "" if args.xstest_partial == "refusal" else f"__partial-{args.xstest_partial}"
+        suffix += "" if args.xstest_split == "all" else f"__{args.xstest_split}"
+        return base / args.dataset / f"{args.judge}{suffix}.json"
     if args.target != "harmful":
         return base / "other" / f"{args.judge}__{args.target}.json"
     return base / f"{args.judge}.json"
@@ -123,7 +157,7 @@ def _run_pairwise(args: argparse.Namespace) -> int:
     if not (run_dir / "samples.jsonl").is_file():
         raise UserError(f"--run {run_dir} has no samples.jsonl")
     samples = read_samples(run_dir)
-    pairs = pairwise_judge_agreement(samples, field=args.target)
+    pairs = pairwise_judge_agreement(samples, field=args.target or "harmful")
     if not pairs:
         raise UserError(f"--run {run_dir}: fewer than two judges with scored verdicts on the same samples")
     results_path = run_dir / "results.json"
@@ -142,7 +176,7 @@ def _run_pairwise(args: argparse.Namespace) -> int:
 
 def _summary() -> int:
     base = default_reliability_dir()
-    files = sorted(base.glob("*.json")) + sorted((base / "other").glob("*.json"))
+    files = sorted(base.glob("*.json")) + sorted(base.glob("*/*.json"))
     if not files:
         raise UserError(f"no judge-agreement reports in {base}")
     reports = [(str(f.relative_to(base)), read_json(f, "judge-agreement report")) for f in files]

@@ -117,7 +117,8 @@ def dataset_info(ds: LabelledSet) -> dict[str, Any]:
         "n_positive": n_pos,
         "n_groups": len({it.group for it in ds.items}),
         "n_unanimous": unanimous if any(it.votes for it in ds.items) else None,
-        "label": "majority of 3 human labels" if any(it.votes for it in ds.items) else "human_label field",
+        "label": ds.label_rule,
+        **({"files": ds.files} if ds.files else {}),
     }
 
 
