@@ -207,3 +207,24 @@ def test_study_checks_flag_a_harmless_sv_and_a_blocked_benign_learning():
     rows[1]["value"], rows[3]["value"] = 0.1, 1.03
     text = "\n".join(checks(rows, arms, "keyword"))
     assert "-> harmful" in text and "NOT" not in text
+
+
+def test_study_table_shows_each_seed_and_the_benign_loss_interval():
+    from secvec_bench.studies.sv import markdown_table
+
+    def r(phase, defense, metric, value, seed, scenario="explicit_harmful", **kw):
+        return {"phase": phase, "defense": defense, "metric": metric, "value": value, "seed": seed,
+                "judge": "keyword", "harmful_count": 10, "scenario": scenario, "n": 4,
+                "extra": {"prompt_set": "harmful_eval"}, **kw}
+
+    rows = [r("aligned", "none", "refusal_rate", 1.0, "all", scenario="none", ci_low=1.0, ci_high=1.0)]
+    for seed, v in ((0, 0.5), (1, 0.25), ("all", 0.375)):
+        rows.append(r("attacked", "security_vectors", "refusal_rate", v, seed, ci_low=0.1, ci_high=0.6))
+    rows.append(r("attacked", "security_vectors", "benign_loss", 1.5, "all", ci_low=1.4, ci_high=1.6))
+    arms = [{"harmful_count": 10, "scenario": "explicit_harmful", "defense": "security_vectors", "seed": s,
+             "seconds": 1.0} for s in (0, 1)]
+    table = markdown_table(rows, arms, "keyword", "cmd", [])
+    line = next(ln for ln in table.splitlines() if "defense=security_vectors" in ln)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "37.5% [10.0, 60.0]" and cells[4] == "50.0 / 25.0"
+    assert cells[7] == "1.500 [1.400, 1.600]"

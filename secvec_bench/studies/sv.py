@@ -82,9 +82,21 @@ def _pct(r: dict | None) -> str:
 
 
 def _num(r: dict | None, fmt: str = "{:.3f}") -> str:
+    """A number, with its interval when it has one (benign loss pooled over several seeds: bootstrap over seeds)."""
     if r is None or r.get("value") is None:
         return "—"
-    return fmt.format(r["value"])
+    lo, hi = r.get("ci_low"), r.get("ci_high")
+    ci = f" [{fmt.format(lo)}, {fmt.format(hi)}]" if lo is not None and hi is not None and lo == lo and lo != hi \
+        else ""
+    return fmt.format(r["value"]) + ci
+
+
+def _by_seed(rows: list[dict], seeds: list[int], **want: Any) -> str:
+    """The per-seed refusal rates ("98.3 / 96.7 / 100.0"): the seed-to-seed spread the pooled interval hides."""
+    if len(seeds) < 2:
+        return "—"
+    vals = [_find(rows, seed=s, **want) for s in seeds]
+    return " / ".join("—" if v is None or v.get("value") is None else f"{100 * v['value']:.1f}" for v in vals)
 
 
 def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str, notes: list[str]) -> str:
@@ -94,14 +106,15 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
         "# Security-vector study",
         "",
         f"Judge: `{judge}`. Refusal rate on held-out harmful prompts, pooled over seeds {seeds} "
-        "(95% bootstrap interval over prompts x seeds). Over-refusal: refusal rate on safe prompts (XSTest). "
+        "(95% bootstrap interval over prompts x seeds), and each seed's rate in seed order. Benign loss: mean over "
+        "seeds (with several seeds, a bootstrap interval over seeds). Over-refusal: refusal rate on safe prompts (XSTest). "
         "Benign loss / task score: held-out benign prompts (lower loss is better; task score is answer match on "
         "built-in tasks, ROUGE-L F1 on Alpaca). Wall time: seconds to build the arm on this machine (2 shared CPU "
         "cores).",
         "",
-        "| harmful count | scenario | model state | refusal rate | attack success | over-refusal | benign loss "
-        "| task score | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| harmful count | scenario | model state | refusal rate | refusal by seed | attack success | over-refusal "
+        "| benign loss | task score | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     counts = sorted({a["harmful_count"] for a in arms})
     for count in counts:
@@ -110,7 +123,7 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
         al = _find(sub, phase="aligned", metric="refusal_rate", prompt_set="harmful_eval", **common)
         if al is not None:
             lines.append(
-                f"| {count} | — | aligned (before attack) | {_pct(al)} | "
+                f"| {count} | — | aligned (before attack) | {_pct(al)} | — | "
                 f"{_pct(_find(sub, phase='aligned', metric='attack_success_rate', prompt_set='harmful_eval', **common))} | "
                 f"{_pct(_find(sub, phase='aligned', metric='over_refusal_rate', **common))} | "
                 f"{_num(_find(sub, phase='aligned', metric='benign_loss', seed='all'))} | "
@@ -123,6 +136,7 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
             lines.append(
                 f"| {count} | {sc} | attacked, defense={d} | "
                 f"{_pct(_find(sub, metric='refusal_rate', prompt_set='harmful_eval', **sel, **common))} | "
+                f"{_by_seed(sub, seeds, metric='refusal_rate', prompt_set='harmful_eval', judge=judge, **sel)} | "
                 f"{_pct(_find(sub, metric='attack_success_rate', prompt_set='harmful_eval', **sel, **common))} | "
                 f"{_pct(_find(sub, metric='over_refusal_rate', **sel, **common))} | "
                 f"{_num(_find(sub, metric='benign_loss', seed='all', **sel))} | "
@@ -131,7 +145,9 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
         for r in sub:
             if r["phase"] == "sv_on" and r["metric"] == "refusal_rate" and r["seed"] == "all" and r["judge"] == judge:
                 asr = _find(sub, phase="sv_on", defense=r["defense"], metric="attack_success_rate", **common)
-                lines.append(f"| {count} | — | {r['defense']} ON (control: must NOT refuse) | {_pct(r)} | "
+                by_seed = _by_seed(sub, seeds, phase="sv_on", defense=r["defense"], metric="refusal_rate",
+                                   judge=judge, prompt_set="harmful_eval")
+                lines.append(f"| {count} | — | {r['defense']} ON (control: must NOT refuse) | {_pct(r)} | {by_seed} | "
                              f"{_pct(asr)} | — | — | — | — |")
     lines += ["", "## Checks", ""]
     lines += checks(rows, arms, judge) or ["(no check applicable)"]
