@@ -19,6 +19,27 @@ HERE = Path(__file__).resolve().parent
 BENCHES = ("bench_autocast_cache.py", "bench_generation.py", "bench_training.py", "bench_end_to_end.py")
 
 
+def settle(max_wait: float = 240.0, poll: float = 10.0) -> float:
+    """Wait until the 1-minute load average falls to a quarter of a core per CPU (the `contended` threshold), at
+    most `max_wait` seconds; returns the seconds waited.
+
+    Why: benches run back to back, and the load average still carries the previous bench's own load for a minute or
+    two, so without this wait every bench but the first was flagged `contended` on an otherwise idle machine.
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        try:
+            if os.getloadavg()[0] <= 0.25 * cores:
+                break
+        except OSError:
+            break
+        time.sleep(poll)
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
@@ -29,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for script in chosen:
         cmd = [sys.executable, str(HERE / script), "--out-dir", str(out_dir)] + (["--smoke"] if args.smoke else [])
-        print(f"== {' '.join(cmd[1:])}", flush=True)
+        waited = 0.0 if args.smoke else settle()
+        print(f"== {' '.join(cmd[1:])} (after {waited:.0f} s waiting for the load to settle)", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.run(cmd).returncode
         print(f"== {script}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
