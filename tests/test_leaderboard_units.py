@@ -217,3 +217,14 @@ def test_files_of_different_kinds_get_their_own_tables():
     assert [t.name for t in tables] == ["RMs: rm-eval", "RMs: rm-eval-run"]
     assert len(tables[0].rows) == 2 and tables[1].id_fields == ["rm", "run", "file"]
     assert [t.name for t in pivot_groups([a, b], "RMs")] == ["RMs"]
+
+
+def test_discover_tidy_files_reads_report_subfolders(tmp_path):
+    from secvec_bench.leaderboard.load import discover_tidy_files
+
+    base = tmp_path / "results" / "judge_agreement"
+    (base / "xstest-completions").mkdir(parents=True)
+    for p in (base / "keyword.json", base / "xstest-completions" / "keyword.json"):
+        p.write_text("{}")
+    found = discover_tidy_files([tmp_path / "results", tmp_path / "results"], "judge_agreement")
+    assert found == [base / "keyword.json", base / "xstest-completions" / "keyword.json"]

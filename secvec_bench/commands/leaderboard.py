@@ -31,9 +31,9 @@ def add_to(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=None, metavar="URL",
                    help="absolute URL or path the site will be served from, for absolute links (default: relative)")
     p.add_argument("--rm-results", nargs="*", type=Path, default=None, metavar="FILE",
-                   help="RM result files (default: results/rm/*.json found near --results and the current folder)")
+                   help="RM result files (default: results/rm/**/*.json found near --results and the current folder)")
     p.add_argument("--judge-results", nargs="*", type=Path, default=None, metavar="FILE",
-                   help="judge-agreement result files (default: results/judge_agreement/*.json found likewise)")
+                   help="judge-agreement result files (default: results/judge_agreement/**/*.json found likewise)")
     p.add_argument("--judge", default=None, metavar="NAME",
                    help="judge preferred for judge-based columns (default: keyword; a column this judge does not "
                         "measure is read from the judge that measured it for the most entries)")

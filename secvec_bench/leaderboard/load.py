@@ -196,14 +196,17 @@ def load_tidy_file(path: Path, what: str, strict: bool) -> TidyFile | None:
 
 
 def discover_tidy_files(roots: Iterable[Path], folder: str) -> list[Path]:
-    """`<root>/<folder>/*.json` for each root (deduplicated); used when no file was named explicitly."""
+    """`<root>/<folder>/**/*.json` for each root (deduplicated); used when no file was named explicitly.
+
+    Subfolders count: judge-agreement reports on other label sets (e.g. `xstest-completions/`, human refusal labels)
+    live beside the HarmBench ones in folders of their own."""
     seen: set[Path] = set()
     out: list[Path] = []
     for root in roots:
         d = Path(root) / folder
         if not d.is_dir():
             continue
-        for f in sorted(d.glob("*.json")):
+        for f in sorted(d.rglob("*.json")):
             key = f.resolve()
             if key not in seen:
                 seen.add(key)
