@@ -4,10 +4,16 @@ Every stage output (converted model, aligned model, adapters, generations, verdi
 `<cache>/<stage>/<key>` where the key hashes everything that determines the output. A folder is built in a temporary
 sibling and renamed into place only when complete, with a `MANIFEST.json` listing each file's sha256; a folder whose
 files no longer match (a corrupted or half-copied cache) is discarded and rebuilt, never trusted.
+
+Several processes may share one cache (a sweep's jobs): a folder stage is built under an exclusive lock on
+`<cache>/.locks/<stage>-<key>.lock`, so a second process that needs the same entry waits for it instead of training it again and
+replacing the folder under the first one's feet.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -65,13 +71,44 @@ class StageCache:
 
     def build_dir(self, stage: str, key: str, label: str, builder: Callable[[Path], dict | None]) -> Path:
         """The cached folder for (stage, key), built by `builder(tmp_dir)` if missing. Returns its final path."""
+        found = self._hit(stage, key, label)
+        if found is not None:
+            return found
+        final = self._folder(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with self._build_lock(final, f"{stage}/{label}"):
+            found = self._hit(stage, key, label)  # another process may have built it while we waited
+            return found if found is not None else self._build(stage, key, label, final, builder)
+
+    def _hit(self, stage: str, key: str, label: str) -> Path | None:
+        """The valid cached folder (its build time recorded as this run's timing), or None."""
         found = self.valid_dir(stage, key)
         if found is not None:
             meta = read_json(found / MANIFEST).get("meta", {})
             self.timings[f"{stage}:{label}"] = {"seconds": meta.get("seconds"), "cached": True, "key": key}
-            return found
-        final = self._folder(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        return found
+
+    @contextlib.contextmanager
+    def _build_lock(self, final: Path, what: str):
+        """An exclusive flock on `<cache>/.locks/<stage>-<key>.lock` while a build runs (released if the process dies).
+
+        The lock files live outside the stage folders, which hold only finished entries and in-progress temp folders.
+        """
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"{final.parent.name}-{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                status(f"waiting for another process that is building {what}")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _build(self, stage: str, key: str, label: str, final: Path, builder: Callable[[Path], dict | None]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         t0 = time.perf_counter()
         try:
