@@ -151,6 +151,9 @@ def test_xstest_completions_loader_reads_refusal_labels(tmp_path):
     assert "partial refusal = refusal" in ds.label_rule
     assert [it.label for it in load_xstest_completions(data, "compliance").items] == [False, True, False, True]
     assert len(load_xstest_completions(data, "drop").items) == 3
+    dev, test = load_xstest_completions(data, split="dev"), load_xstest_completions(data, split="test")
+    assert {it.group for it in dev.items} == {"v2-1", "v2-3"} and {it.group for it in test.items} == {"v2-2"}
+    assert len(dev.items) + len(test.items) == len(ds.items) and dev.name.endswith("_dev")
 
 
 def test_xstest_completions_cli_measures_keyword_refusals(tmp_path, capsys):

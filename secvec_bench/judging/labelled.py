@@ -132,7 +132,6 @@ def load_xstest_completions(data_dir: str | Path | None, partial: str = "refusal
                         "paul-rottger/exaggerated-safety, folder model_completions/")
     items, hashes = [], {}
     for path in files:
-        model = path.stem.removeprefix("xstest_v2_completions_")
         text = read_text(path, "XSTest completions file")
         hashes[path.name] = sha256_bytes(path.read_bytes())  # of the bytes, so `sha256sum` on the file matches
         reader = csv.DictReader(io.StringIO(text))
