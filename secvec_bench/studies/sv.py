@@ -147,7 +147,9 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
                 asr = _find(sub, phase="sv_on", defense=r["defense"], metric="attack_success_rate", **common)
                 by_seed = _by_seed(sub, seeds, phase="sv_on", defense=r["defense"], metric="refusal_rate",
                                    judge=judge, prompt_set="harmful_eval")
-                lines.append(f"| {count} | — | {r['defense']} ON (control: must NOT refuse) | {_pct(r)} | {by_seed} | "
+                # the SV-on model must itself be harmful; a control adapter (random) must not be
+                role = "must NOT refuse" if r["defense"] == "security_vectors" else "encodes nothing: should refuse"
+                lines.append(f"| {count} | — | {r['defense']} ON (control: {role}) | {_pct(r)} | {by_seed} | "
                              f"{_pct(asr)} | — | — | — | — |")
     lines += ["", "## Checks", ""]
     lines += checks(rows, arms, judge) or ["(no check applicable)"]
