@@ -294,7 +294,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     add_utility(attack_key,
                                 lambda: load_attacked(aligned_path, attack_dir, cfg.trust_remote_code),
                                 scenario=sc.name, defense=dname, seed=seed, phase="attacked", label=label)
+                    earlier = defense_info.get(dname, {}).get("post_train", {})  # other scenarios' and seeds' reports
                     defense_info[dname] = {"config": defense.config(), **prepared.info}
+                    if earlier:
+                        defense_info[dname]["post_train"] = dict(earlier)
                     report = post_train_report(attack_dir)
                     if report:
                         defense_info[dname].setdefault("post_train", {})[f"{sc.name}:seed{seed}"] = report

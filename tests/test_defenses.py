@@ -111,6 +111,7 @@ def test_defense_contracts_end_to_end(tiny_dir, tmp_path):
     projection applied, SV-on control reported, utility rows present."""
     cfg = _run_cfg(tiny_dir, tmp_path, ["security_vectors", "random_adapter", "safety_mix", "safelora"],
                    utility=True, utility_n=5)
+    cfg.seeds = [0, 1]
     res = run(cfg)
     prov = res["provenance"]
     stages = prov["timings"]["stages"]
@@ -120,6 +121,7 @@ def test_defense_contracts_end_to_end(tiny_dir, tmp_path):
     assert "post_train:safelora:seed0" in stages
     sl = prov["defenses"]["safelora"]["post_train"]["explicit_harmful:seed0"]
     assert sl["layers"] > 0 and 0 <= sl["projected"] <= sl["layers"]
+    assert set(prov["defenses"]["safelora"]["post_train"]) == {"explicit_harmful:seed0", "explicit_harmful:seed1"}
     # the random adapter is norm-matched to the SV adapter of the same seed and is a different adapter
     assert prov["defenses"]["random_adapter"]["norm_matched_to_sv_key"]
     assert stages["adapter:random_adapter:seed0"]["key"] != stages["adapter:security_vectors:seed0"]["key"]
@@ -136,7 +138,7 @@ def test_defense_contracts_end_to_end(tiny_dir, tmp_path):
                        for r in rows), (d, m)
     samples = [json.loads(l) for l in (Path(res["run_dir"]) / "samples.jsonl").read_text().splitlines()]
     xs = [s for s in samples if s["prompt_set"] == "xstest_safe"]
-    assert len(xs) == 5 * 6 and len({s["id"] for s in samples}) == len(samples)
+    assert len(xs) == 5 * (1 + 5 * 2) and len({s["id"] for s in samples}) == len(samples)
     assert prov["utility"]["safe_prompts"] == "builtin"
 
 
