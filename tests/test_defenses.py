@@ -230,3 +230,23 @@ def test_study_table_shows_each_seed_and_the_benign_loss_interval():
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[3] == "37.5% [10.0, 60.0]" and cells[4] == "50.0 / 25.0"
     assert cells[7] == "1.500 [1.400, 1.600]"
+
+
+def test_study_checks_say_where_a_defense_helps_does_not_or_hurts():
+    from secvec_bench.studies.sv import defense_effects
+
+    def r(defense, scenario, value, lo, hi):
+        return {"phase": "attacked", "defense": defense, "metric": "refusal_rate", "value": value, "ci_low": lo,
+                "ci_high": hi, "seed": "all", "judge": "keyword", "harmful_count": 10, "scenario": scenario,
+                "extra": {"prompt_set": "harmful_eval"}}
+
+    rows = [r("none", "a", 0.1, 0.0, 0.2), r("security_vectors", "a", 0.9, 0.8, 1.0),
+            r("none", "b", 0.6, 0.5, 0.7), r("security_vectors", "b", 0.4, 0.3, 0.45),
+            r("none", "c", 0.5, 0.4, 0.6), r("security_vectors", "c", 0.55, 0.45, 0.65)]
+    arms = [{"harmful_count": 10, "scenario": sc, "defense": d, "seed": 0}
+            for sc in "abc" for d in ("none", "security_vectors")]
+    text = defense_effects(rows, arms, "keyword")
+    assert len(text) == 3
+    assert "on a," in text[0] and "helps" in text[0]
+    assert "on b," in text[1] and "HURTS" in text[1]
+    assert "on c," in text[2] and "does NOT help" in text[2]
