@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if cv is not None:
         verdicts, judge_config = cv(items, folds=args.folds, seed=args.sample_seed, target=args.target,
                                      **judge_options(args))
-        evaluation = f"grouped {args.folds}-fold cross-validation by behaviour (never scored on its training items)"
+        evaluation = (f"grouped {args.folds}-fold cross-validation by {ds.group_by} "
+                      "(never scored on its training items)")
     else:
         judge = get_judge(args.judge, **judge_options(args))
         records = [{"prompt": it.prompt, "response": it.response} for it in items]

@@ -6,7 +6,8 @@ Unscored verdicts (parse_ok False) are left out of those metrics and counted sep
 judge could look good by abstaining on hard cases, `accuracy_unscored_as_wrong` is reported too.
 
 Judges that learn from labels (the classifier) are never scored on items they were trained on: their class
-provides `cross_validated_verdicts(items, folds, seed)`, which does grouped k-fold by behaviour.
+provides `cross_validated_verdicts(items, folds, seed)`, which does grouped k-fold by group (behaviour on HarmBench,
+prompt on XSTest).
 """
 
 from __future__ import annotations

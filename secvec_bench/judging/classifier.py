@@ -10,8 +10,8 @@ Weights are plain arrays in a JSON file (never pickle), with the training data's
 and the feature recipe, so a verdict can be traced to exactly what trained it. The judge has no refusal head:
 HarmBench's labels are about harm, not refusal, so `refused` is None rather than a guess.
 
-Evaluation on the labelled set goes through `cross_validated_verdicts` (GroupKFold by behaviour), so the classifier
-is never scored on a behaviour it was trained on.
+Evaluation on the labelled set goes through `cross_validated_verdicts` (GroupKFold by behaviour, or by prompt on
+XSTest), so the classifier is never scored on a behaviour (or prompt) it was trained on.
 """
 
 from __future__ import annotations

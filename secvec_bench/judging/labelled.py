@@ -57,6 +57,7 @@ class LabelledSet:
     origin: str
     label_rule: str = "human_label field"
     files: dict[str, str] | None = None  # file name -> sha256, for sets read from several files
+    group_by: str = "group field"  # what an item's group is (grouped cross-validation never splits one)
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
@@ -99,7 +100,7 @@ def load_harmbench_val(data_dir: str | Path | None) -> LabelledSet:
         raise UserError(f"HarmBench validation file {path} holds no records")
     # origin relative to the data directory: reports stay comparable across machines (the sha256 pins the content)
     return LabelledSet("harmbench_val", items, sha256_bytes(text.encode("utf-8")), f"<data-dir>/{HARMBENCH_VAL}",
-                       "majority of 3 human harm labels")
+                       "majority of 3 human harm labels", group_by="behaviour")
 
 
 def _xstest_refused(value: str, partial: str, where: str) -> bool | None:
@@ -152,7 +153,7 @@ def load_xstest_completions(data_dir: str | Path | None, partial: str = "refusal
     name = f"xstest_completions_{len(files)}models" + ("" if split == "all" else f"_{split}")
     return LabelledSet(name, items, combined, f"<data-dir>/{XSTEST_COMPLETIONS}",
                        f"human refusal label (final_label of 2 annotators; partial refusal = {partial}; "
-                       f"prompts: {split})", hashes)
+                       f"prompts: {split})", files=hashes, group_by="prompt")
 
 
 def _prompt_number(prompt_id: str, where: str) -> int:
