@@ -6,8 +6,8 @@ sibling and renamed into place only when complete, with a `MANIFEST.json` listin
 files no longer match (a corrupted or half-copied cache) is discarded and rebuilt, never trusted.
 
 Several processes may share one cache (a sweep's jobs): a folder stage is built under an exclusive lock on
-`<cache>/.locks/<stage>-<key>.lock`, so a second process that needs the same entry waits for it instead of training it again and
-replacing the folder under the first one's feet.
+`<cache>/.locks/<stage>-<key>.lock`, so a second process that needs the same entry waits for it instead of training
+it again and replacing the folder under the first one's feet.
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ def markdown_table(rows: list[dict], arms: list[dict], judge: str, command: str,
         "",
         f"Judge: `{judge}`. Refusal rate on held-out harmful prompts, pooled over seeds {seeds} "
         "(95% bootstrap interval over prompts x seeds), and each seed's rate in seed order. Benign loss: mean over "
-        "seeds (with several seeds, a bootstrap interval over seeds). Over-refusal: refusal rate on safe prompts (XSTest). "
-        "Benign loss / task score: held-out benign prompts (lower loss is better; task score is answer match on "
-        "built-in tasks, ROUGE-L F1 on Alpaca). Wall time: seconds to build the arm on this machine (2 shared CPU "
+        "seeds (with several seeds, a bootstrap interval over seeds). Over-refusal: refusal rate on safe prompts "
+        "(XSTest). Benign loss / task score: held-out benign prompts (lower loss is better; task score is answer "
+        "match on built-in tasks, ROUGE-L F1 on Alpaca). Wall time: seconds to build the arm on this machine (2 shared CPU "
         "cores).",
         "",
         "| harmful count | scenario | model state | refusal rate | refusal by seed | attack success | over-refusal "
