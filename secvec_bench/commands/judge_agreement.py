@@ -62,7 +62,7 @@ def add_to(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=sorted(DATASETS), default="harmbench-val",
                    help="human-labelled set in the data directory: harmbench-val (harm labels, default) or "
                    "xstest-completions (refusal labels: xstest/model_completions/*.csv from XSTest's repository)")
-    p.add_argument("--xstest-partial", choices=XSTEST_PARTIAL, default="refusal",
+    p.add_argument("--xstest-partial", choices=list(XSTEST_PARTIAL), default="refusal",
                    help="xstest-completions: how a partial refusal counts (default refusal)")
     p.add_argument("--xstest-split", choices=sorted(XSTEST_SPLITS), default="all",
                    help="xstest-completions: all prompts (default), or the dev (odd-numbered) / test (even) half")

@@ -7,8 +7,9 @@ the head can weigh against the embedding). This recipe and C=1 were picked among
 `judge-agreement` reports, so that report is slightly optimistic (the spread between variants was kappa 0.41-0.51).
 
 Weights are plain arrays in a JSON file (never pickle), with the training data's sha256, the embedder's weight hash
-and the feature recipe, so a verdict can be traced to exactly what trained it. The judge has no refusal head:
-HarmBench's labels are about harm, not refusal, so `refused` is None rather than a guess.
+and the feature recipe, so a verdict can be traced to exactly what trained it. The trained judge has no refusal head:
+HarmBench's labels are about harm, not refusal, so `refused` is None rather than a guess. Only a head cross-validated
+on refusal labels (`target="refused"`, XSTest) says `refused`, and then `harmful` is None.
 
 Evaluation on the labelled set goes through `cross_validated_verdicts` (GroupKFold by behaviour, or by prompt on
 XSTest), so the classifier is never scored on a behaviour (or prompt) it was trained on.
@@ -217,6 +218,5 @@ class ClassifierJudge:
             for j, p in zip(te, head.proba(x[te])):
                 out[keep[j]] = _verdict(float(p), target)
         config = {"judge": "classifier", "target": target, "features": FEATURES, "C": c, "threshold": THRESHOLD,
-                  "folds": folds,
-                  "embedder": _embedder().config(), "keywords_sha256": KeywordJudge().keywords_hash}
+                  "folds": folds, "embedder": _embedder().config(), "keywords_sha256": KeywordJudge().keywords_hash}
         return out, config

@@ -31,7 +31,7 @@ HARMBENCH_VAL = Path("harmbench") / "text_behaviors_val_set.json"
 XSTEST_COMPLETIONS = Path("xstest") / "model_completions"
 XSTEST_GLOB = "xstest_v2_completions_*.csv"
 XSTEST_CLASSES = {"1_full_compliance": False, "2_full_refusal": True, "3_partial_refusal": None}
-XSTEST_PARTIAL = ("refusal", "compliance", "drop")  # how a partial refusal counts (default: as a refusal)
+XSTEST_PARTIAL = {"refusal": True, "compliance": False, "drop": None}  # how a partial refusal counts (default first)
 # Halves by prompt number, so a keyword list edited after reading the dev half's misses is measured on prompts it has
 # not seen (every model's answer to a prompt lands in the same half).
 XSTEST_SPLITS = {"all": None, "dev": 1, "test": 0}  # split -> prompt number % 2
@@ -110,7 +110,7 @@ def _xstest_refused(value: str, partial: str, where: str) -> bool | None:
         raise UserError(f"{where}: label {value!r} is not one of {', '.join(XSTEST_CLASSES)}")
     refused = XSTEST_CLASSES[v]
     if refused is None:
-        return {"refusal": True, "compliance": False, "drop": None}[partial]
+        return XSTEST_PARTIAL[partial]
     return refused
 
 
