@@ -17,22 +17,25 @@ PROMPTS = ["What is the capital of France?", "What is 12 plus 30? Spell apple ba
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 
-def test_registry_lists_both_and_rejects_unknown():
-    assert {"transformers", "vllm"} <= set(backend_names())
+def test_registry_lists_all_and_rejects_unknown():
+    assert {"torch", "transformers", "vllm"} <= set(backend_names())
     with pytest.raises(UserError, match="unknown generation backend 'nope'"):
         get_backend("nope")
 
 
-def test_default_backend_is_the_hf_loop(tok):
+def test_default_backend_is_our_loop_and_agrees_with_the_hf_loop(tok):
     from tiny import tiny_model
 
     model = tiny_model(tok)
     cfg = GenConfig(max_new_tokens=5, batch_size=2)
+    assert cfg.backend == "torch"
     assert generate(model, tok, PROMPTS, cfg) == hf_generate(model, tok, PROMPTS, cfg)
 
 
 def test_cache_key_view_keeps_old_keys_and_separates_backends():
-    assert "backend" not in GenConfig().as_dict()  # keys computed before `backend` existed stay valid
+    # keys computed with HF generate before `backend` existed stay valid; the new default loop gets its own keys
+    assert "backend" not in GenConfig(backend="transformers").as_dict()
+    assert GenConfig().as_dict()["backend"] == "torch"
     assert GenConfig(backend="vllm").as_dict()["backend"] == "vllm"
     assert GenConfig(backend="vllm").as_dict() != GenConfig().as_dict()
 

@@ -80,7 +80,7 @@ def test_run_flags_set_bf16_everywhere_and_backend():
     parser = argparse.ArgumentParser()
     run_cmd.add_to(parser.add_subparsers())
     cfg = run_cmd.config_from_args(parser.parse_args(["run", "--bf16"]))
-    assert cfg.gen.bf16 and cfg.attack_cfg.bf16 and cfg.align_cfg.bf16 and cfg.gen.backend == "transformers"
+    assert cfg.gen.bf16 and cfg.attack_cfg.bf16 and cfg.align_cfg.bf16 and cfg.gen.backend == "torch"
     cfg = run_cmd.config_from_args(parser.parse_args(["run"]))
     assert not (cfg.gen.bf16 or cfg.attack_cfg.bf16 or cfg.align_cfg.bf16)
     with pytest.raises(SystemExit):

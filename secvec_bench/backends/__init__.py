@@ -1,4 +1,6 @@
-"""Generation backends, chosen by name (`--backend`): `transformers` (default, CPU or GPU) and `vllm` (GPU, optional).
+"""Generation backends, chosen by name (`--backend`): `torch` (default: our decode loop, secvec_bench.decode,
+for Llama-family CPU models, HF generate for the rest), `transformers` (HF generate, CPU or GPU) and `vllm` (GPU,
+optional).
 
 A backend turns (model, tokenizer, prompts, GenConfig) into responses. The model handed over is the loaded model
 state the pipeline built (aligned, or aligned + attack update with the defense removed); a backend that cannot run
@@ -25,7 +27,7 @@ def backend_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from . import transformers_backend, vllm_backend  # noqa: F401  (register on import; vllm itself not imported)
+    from . import torch_backend, transformers_backend, vllm_backend  # noqa: F401  (register on import; vllm itself not imported)
 
 
 __all__ = ["BACKENDS", "Backend", "get_backend", "backend_names"]

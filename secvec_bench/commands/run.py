@@ -109,8 +109,9 @@ def add_to(sub: Any) -> None:
     p.add_argument("--max-eval", type=positive_int, default=None, help="cap held-out evaluation prompts")
     p.add_argument("--max-new-tokens", type=positive_int, default=64)
     p.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size")
-    p.add_argument("--backend", choices=backend_names(), default="transformers",
-                   help="generation backend: transformers (default) or vllm (CUDA + the vllm extra)")
+    p.add_argument("--backend", choices=backend_names(), default="torch",
+                   help="generation backend: torch (default; our decode loop, HF generate for non-Llama models), "
+                        "transformers (HF generate) or vllm (CUDA + the vllm extra)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="bf16 autocast for alignment, attack training and generation (CPUs with avx512_bf16/AMX, "
                         "or GPUs); see the README section Performance for its speed and agreement with fp32")
