@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 
 from . import __version__
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not the main thread (an embedding program): keep Python's handler
+            pass
     try:
         args = build_parser().parse_args(argv)  # inside the try: Ctrl-C during the slow imports is no traceback
         return int(args.func(args) or 0)
@@ -57,8 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"secvec-bench: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
-        print("secvec-bench: interrupted (finished stages are kept; run the same command to resume)", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception:  # Ctrl-C inside a lazy import comes back as another error (transformers: ModuleNotFoundError)
+        if _SIGINT_SEEN:
+            return _interrupted()
+        raise
+
+
+_SIGINT_SEEN = False
+
+
+def _on_sigint(signum, frame) -> None:
+    """Remember the Ctrl-C, then raise it as usual: libraries that turn it into another error cannot hide it."""
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    print("secvec-bench: interrupted (finished stages are kept; run the same command to resume)", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

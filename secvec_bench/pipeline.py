@@ -197,6 +197,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 raise UserError(f"scenario {sc.name!r} produced no training examples")
             built[sc.name, seed] = (examples, sc.last_build)
 
+    # peft up front: a Ctrl-C landing inside transformers' lazy imports (pulled in by peft's first import, inside
+    # the first stage) comes back as a ModuleNotFoundError instead of a clean interrupt.
+    import peft  # noqa: F401
+
     with RunLock(run_dir):
         status(f"run {run_id}: model {cfg.model}, scenarios {', '.join(cfg.scenarios)}, "
                f"defenses {', '.join(defenses)}, seeds {cfg.seeds}")
