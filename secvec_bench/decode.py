@@ -1,8 +1,8 @@
 """Our own batched decode loop for Llama-family models: fused projections, a preallocated KV cache, finished rows dropped.
 
 Why not `model.generate`: on a 135M model at batch 64 the CPU time of HF's generic loop (per-step cache objects,
-logits processors, ~30 small ops per layer) is as large as the matmuls themselves (bench/results/generation.json:
-batched HF generate reached 29% of the bf16 compute limit). This loop runs the same arithmetic as
+logits processors, ~30 small ops per layer) is a large share of each step (on the 2-core EPYC of 2026-11-23 batched
+HF generate reached 29% of the bf16 compute limit). This loop runs the same arithmetic as
 `LlamaForCausalLM` with fewer, larger ops:
 
 - q/k/v and gate/up projections are each one matmul over weights concatenated once per call;

@@ -5,10 +5,11 @@ batch size (RewardBench #137); sorting prompts by token length before batching k
 Chat formatting is done once per prompt through the tokenizer's template, never per token.
 
 `generate` dispatches on `GenConfig.backend` (secvec_bench.backends): `torch` (the default) runs `fast_generate`,
-our own decode loop (secvec_bench.decode) on Llama-family CPU models, 2-4x the speed of `model.generate` here;
-`transformers` runs `hf_generate`, the HF loop, for every other model and as the reference; `vllm` on a GPU. With `bf16=True` it runs under bf16 autocast; bench/bench_generation.py
-measures the speed and the fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT
-`torch.inference_mode`: autocast caches each weight's bf16 copy only outside inference mode, and without the cache
+our own decode loop (secvec_bench.decode) on Llama-family CPU models (1.1-1.3x batched `model.generate` on
+the 2-core Xeon of bench/results/generation.json, with identical fp32 greedy responses);
+`transformers` runs `hf_generate`, the HF loop, for every other model and as the reference; `vllm` on a GPU.
+In `hf_generate`, `bf16=True` runs under bf16 autocast; bench/bench_generation.py measures the speed and the
+fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT `torch.inference_mode`: autocast caches each weight's bf16 copy only outside inference mode, and without the cache
 every decode step re-casts every weight (measured on a 4096x4096 Linear, 1 row: 16 ms/call under no_grad, 134 ms
 under inference_mode, 21 ms in fp32; bench/bench_autocast_cache.py). The cache also skips weights with
 `requires_grad=False`, which is what every merged PEFT model (the attacked models) has, so for the duration of a
@@ -40,7 +41,8 @@ class GenConfig:
     backend: str = "torch"  # secvec_bench.backends name: our decode loop, HF generate where it does not apply
 
     def as_dict(self) -> dict[str, Any]:
-        """Cache-key view: `backend` appears only when not the default, so keys made before it existed still hit."""
+        """Cache-key view: `backend` is left out for `transformers` (HF generate), so keys made with HF generate
+        before the field existed still hit; any other backend, the default `torch` included, gets its own keys."""
         d = asdict(self)
         if d["backend"] == "transformers":
             d.pop("backend")
@@ -52,6 +54,11 @@ class GenStats:
     prompts: int = 0
     new_tokens: int = 0
     seconds: float = 0.0
+
+    def add(self, prompts: int, new_tokens: int, seconds: float) -> None:
+        self.prompts += prompts
+        self.new_tokens += new_tokens
+        self.seconds += seconds
 
     @property
     def tokens_per_second(self) -> float:
@@ -134,9 +141,7 @@ def hf_generate(
                 out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
             pb.update(len(idx))
     if stats is not None:
-        stats.prompts += len(texts)
-        stats.new_tokens += new_tokens
-        stats.seconds += time.perf_counter() - t0
+        stats.add(len(texts), new_tokens, time.perf_counter() - t0)
     return out
 
 
@@ -184,7 +189,5 @@ def fast_generate(
                 out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
             pb.update(len(idx))
     if stats is not None:
-        stats.prompts += len(texts)
-        stats.new_tokens += new_tokens
-        stats.seconds += time.perf_counter() - t0
+        stats.add(len(texts), new_tokens, time.perf_counter() - t0)
     return out

@@ -128,9 +128,7 @@ def _decode(tokenizer: Any, token_lists: list[list[int]], stats, t0: float) -> l
         n += len(toks)
         out.append(tokenizer.decode(toks, skip_special_tokens=True).strip())
     if stats is not None:
-        stats.prompts += len(token_lists)
-        stats.new_tokens += n
-        stats.seconds += time.perf_counter() - t0
+        stats.add(len(token_lists), n, time.perf_counter() - t0)
     return out
 
 
