@@ -1,4 +1,4 @@
-"""Our own batched decode loop for Llama-family models: fused projections, a preallocated KV cache, finished rows dropped.
+"""Our own batched decode loop for Llama-family models: fused projections, preallocated KV cache, finished rows dropped.
 
 Why not `model.generate`: on a 135M model at batch 64 the CPU time of HF's generic loop (per-step cache objects,
 logits processors, ~30 small ops per layer) is a large share of each step (on the 2-core EPYC of 2026-11-23 batched
@@ -134,7 +134,7 @@ class Decoder:
 
     def generate(self, batch: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: set[int],
                  pick: Any) -> list[list[int]]:
-        """New tokens for each prompt (without the stop token). `pick(logits[B, V]) -> ids[B]` chooses the next token."""
+        """New tokens of each prompt (stop token left out); `pick(logits[B, V]) -> ids[B]` chooses the next token."""
         torch = self.torch
         n = len(batch)
         width = max(len(s) for s in batch)

@@ -9,12 +9,12 @@ our own decode loop (secvec_bench.decode) on Llama-family CPU models (1.1-1.3x b
 the 2-core Xeon of bench/results/generation.json, with identical fp32 greedy responses);
 `transformers` runs `hf_generate`, the HF loop, for every other model and as the reference; `vllm` on a GPU.
 In `hf_generate`, `bf16=True` runs under bf16 autocast; bench/bench_generation.py measures the speed and the
-fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT `torch.inference_mode`: autocast caches each weight's bf16 copy only outside inference mode, and without the cache
-every decode step re-casts every weight (measured on a 4096x4096 Linear, 1 row: 16 ms/call under no_grad, 134 ms
-under inference_mode, 21 ms in fp32; bench/bench_autocast_cache.py). The cache also skips weights with
-`requires_grad=False`, which is what every merged PEFT model (the attacked models) has, so for the duration of a
-bf16 generation the frozen floating-point weights are marked `requires_grad=True` (harmless under no_grad: no graph
-is recorded) and restored afterwards.
+fp32-vs-bf16 agreement of the responses. Decoding uses `torch.no_grad`, NOT `torch.inference_mode`: autocast caches
+each weight's bf16 copy only outside inference mode, and without the cache every decode step re-casts every weight
+(measured on a 4096x4096 Linear, 1 row: 16 ms/call under no_grad, 134 ms under inference_mode, 21 ms in fp32;
+bench/bench_autocast_cache.py). The cache also skips weights with `requires_grad=False`, which is what every merged
+PEFT model (the attacked models) has, so for the duration of a bf16 generation the frozen floating-point weights are
+marked `requires_grad=True` (harmless under no_grad: no graph is recorded) and restored afterwards.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def backend_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from . import torch_backend, transformers_backend, vllm_backend  # noqa: F401  (register on import; vllm itself not imported)
+    # register on import; vllm itself is not imported
+    from . import torch_backend, transformers_backend, vllm_backend  # noqa: F401
 
 
 __all__ = ["BACKENDS", "Backend", "get_backend", "backend_names"]
