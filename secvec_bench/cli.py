@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = False  # per call: main() also runs in-process (tests, embedding programs)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         try:
