@@ -113,14 +113,13 @@ def run_llama_cpp_isolated(gguf_path, tok_path, prompts, max_new: int, threads: 
     """llama.cpp in a child process: a crash in the native library (seen: a segfault in a native build on an AMX
     CPU) becomes a row that says so instead of losing every other measurement of the run."""
     import multiprocessing as mp
+    import queue as _queue
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_llama_child, args=(queue, gguf_path, tok_path, prompts, max_new, threads))
     child.start()
     result = None
-    import queue as _queue
-
     while result is None:
         try:
             result = queue.get(timeout=2)
@@ -154,8 +153,9 @@ def compute_limit(model, tok, prompts: list[str], new_tokens: int, peak_gflops: 
     """Upper bound on useful tokens/s if every matmul ran at the measured peak.
 
     Work per useful new token = (2 * N_linear * (prompt tokens + new tokens) + 2 * V*d * new tokens) / new tokens:
-    the prompts must be processed too, but only the last prompt position needs the output projection. Attention scores (~4*ctx*d per layer per token) are left out (< 5% at these
-    lengths), as is padding: a bound, not a prediction.
+    the prompts must be processed too, but only the last prompt position needs the output projection. Attention
+    scores (~4*ctx*d per layer per token) are left out (< 5% at these lengths), as is padding: a bound, not a
+    prediction.
     """
     import torch
 

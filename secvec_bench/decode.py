@@ -63,23 +63,21 @@ class Decoder:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps = cfg.rms_norm_eps
-        self.n_layers = cfg.num_hidden_layers
-        self.model = model
         inner = model.get_decoder()
-        w = lambda lin: lin.weight.detach().t().to(self.dtype).contiguous()  # noqa: E731
+
+        def mat(*linears):  # [d_in, sum of d_out] in the compute dtype, for x @ W
+            return torch.cat([lin.weight for lin in linears], 0).detach().t().to(self.dtype).contiguous()
+
         self.layers = []
         for layer in inner.layers:
             a, m = layer.self_attn, layer.mlp
-            qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], 0).detach()
-            gu = torch.cat([m.gate_proj.weight, m.up_proj.weight], 0).detach()
             self.layers.append(_Layer(
-                in_norm=layer.input_layernorm.weight.detach().float(),
-                qkv=qkv.t().to(self.dtype).contiguous(), o=w(a.o_proj),
-                post_norm=layer.post_attention_layernorm.weight.detach().float(),
-                gate_up=gu.t().to(self.dtype).contiguous(), down=w(m.down_proj)))
+                in_norm=layer.input_layernorm.weight.detach().float(), qkv=mat(a.q_proj, a.k_proj, a.v_proj),
+                o=mat(a.o_proj), post_norm=layer.post_attention_layernorm.weight.detach().float(),
+                gate_up=mat(m.gate_proj, m.up_proj), down=mat(m.down_proj)))
         self.embed = inner.embed_tokens.weight.detach()
         self.final_norm = inner.norm.weight.detach().float()
-        self.head = model.get_output_embeddings().weight.detach().t().to(self.dtype).contiguous()
+        self.head = mat(model.get_output_embeddings())
         self.rotary = inner.rotary_emb
         self.ffn = self.layers[0].down.shape[0] if self.layers else 0
 

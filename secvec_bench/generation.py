@@ -103,53 +103,7 @@ def hf_generate(
     stats: GenStats | None = None,
 ) -> list[str]:
     """The transformers backend: batched `model.generate`, left-padded, prompts sorted by token length."""
-    import torch
-
-    texts, encoded, order = _encode(tokenizer, prompts, system)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos = tokenizer.eos_token_id
-    out: list[str] = [""] * len(texts)
-    t0 = time.perf_counter()
-    new_tokens = 0
-    torch.manual_seed(cfg.seed)
-    model.eval()
-    device = next(model.parameters()).device
-    with bar(total=len(texts), desc=desc, unit="prompt") as pb, autocast_cacheable(model, cfg.bf16):
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                seq = encoded[i]
-                ids[row, width - len(seq) :] = torch.tensor(seq)
-                mask[row, width - len(seq) :] = 1
-            kwargs: dict[str, Any] = dict(
-                max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, pad_token_id=pad_id, eos_token_id=eos
-            )
-            if cfg.do_sample:
-                kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.no_grad(), autocast_context(cfg.bf16, device.type):  # not inference_mode: see docstring
-                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).cpu()
-            for row, i in enumerate(idx):
-                new = gen[row, width:].tolist()
-                if eos in new:
-                    new = new[: new.index(eos)]
-                new_tokens += len(new)
-                out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
-            pb.update(len(idx))
-    if stats is not None:
-        stats.add(len(texts), new_tokens, time.perf_counter() - t0)
-    return out
-
-
-def _encode(tokenizer: Any, prompts: Sequence[str], system: str | None):
-    """Chat-formatted texts, their token ids, and the order that sorts them by length (batches of similar length)."""
-    texts = [prompt_text(tokenizer, p, system) for p in prompts]
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    return texts, encoded, sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    return _batched(tokenizer, prompts, cfg, system, desc, stats, lambda: _hf_batches(model, tokenizer, cfg))
 
 
 def fast_generate(
@@ -162,32 +116,87 @@ def fast_generate(
     stats: GenStats | None = None,
 ) -> list[str]:
     """The torch backend: secvec_bench.decode's loop on Llama-family CPU models, `hf_generate` for anything else."""
-    import torch
-
     from . import decode
 
     if not decode.supported(model):
         return hf_generate(model, tokenizer, prompts, cfg, system=system, desc=desc, stats=stats)
-    texts, encoded, order = _encode(tokenizer, prompts, system)
+    return _batched(tokenizer, prompts, cfg, system, desc, stats, lambda: _decode_batches(model, tokenizer, cfg))
+
+
+def _batched(tokenizer: Any, prompts: Sequence[str], cfg: GenConfig, system: str | None, desc: str,
+             stats: GenStats | None, loop: Any) -> list[str]:
+    """What both CPU loops share: chat-format once, batch in length order, decode, count tokens and time.
+
+    `loop()` is a context manager yielding `run(seqs) -> new token ids per prompt (stop token left out)`; it is
+    entered after the clock starts, so its setup (weight casts, seeding) counts in `stats`.
+    """
+    texts = [prompt_text(tokenizer, p, system) for p in prompts]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     out: list[str] = [""] * len(texts)
     t0 = time.perf_counter()
     new_tokens = 0
-    model.eval()
-    decoder = decode.Decoder(model, bf16=cfg.bf16)
-    if cfg.do_sample:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        pick = decode.sampler(cfg.temperature, cfg.top_p, gen)
-    else:
-        pick = decode.greedy
-    stop = {tokenizer.eos_token_id}
-    with bar(total=len(texts), desc=desc, unit="prompt") as pb:
+    with loop() as run, bar(total=len(texts), desc=desc, unit="prompt") as pb:
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
-            news = decoder.generate([encoded[i] for i in idx], cfg.max_new_tokens, stop, pick)
-            for i, new in zip(idx, news):
+            for i, new in zip(idx, run([encoded[i] for i in idx])):
                 new_tokens += len(new)
                 out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
             pb.update(len(idx))
     if stats is not None:
         stats.add(len(texts), new_tokens, time.perf_counter() - t0)
     return out
+
+
+@contextmanager
+def _hf_batches(model: Any, tokenizer: Any, cfg: GenConfig):
+    """Batched `model.generate` on left-padded ids, under cacheable bf16 autocast when asked (module docstring)."""
+    import torch
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(cfg.seed)
+    model.eval()
+    device = next(model.parameters()).device
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, pad_token_id=pad_id, eos_token_id=eos
+    )
+    if cfg.do_sample:
+        kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+
+    def run(seqs: list[list[int]]) -> list[list[int]]:
+        width = max(len(seq) for seq in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+        with torch.no_grad(), autocast_context(cfg.bf16, device.type):  # not inference_mode: see docstring
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).cpu()
+        news = []
+        for row in range(len(seqs)):
+            new = gen[row, width:].tolist()
+            news.append(new[: new.index(eos)] if eos in new else new)
+        return news
+
+    with autocast_cacheable(model, cfg.bf16):
+        yield run
+
+
+@contextmanager
+def _decode_batches(model: Any, tokenizer: Any, cfg: GenConfig):
+    """secvec_bench.decode's loop: weights laid out once, greedy or seeded sampling."""
+    import torch
+
+    from . import decode
+
+    model.eval()
+    decoder = decode.Decoder(model, bf16=cfg.bf16)
+    if cfg.do_sample:
+        pick = decode.sampler(cfg.temperature, cfg.top_p, torch.Generator().manual_seed(cfg.seed))
+    else:
+        pick = decode.greedy
+    stop = {tokenizer.eos_token_id}
+    yield lambda seqs: decoder.generate(seqs, cfg.max_new_tokens, stop, pick)

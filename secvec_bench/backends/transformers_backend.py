@@ -1,4 +1,4 @@
-"""The default backend: batched Hugging Face `generate` (secvec_bench.generation.hf_generate)."""
+"""The HF backend: batched Hugging Face `generate` (secvec_bench.generation.hf_generate); the reference loop."""
 
 from __future__ import annotations
 
