@@ -66,9 +66,12 @@ def render(folder: Path) -> str:
             lines.append(f"| LoRA attack step | {r['batch']}×{r['seq_len']} tokens, {r['dtype']} | "
                          f"{r['tokens_per_second']} tok/s, {r['achieved_gflops']} GFLOP/s = "
                          f"{100 * r['share_of_matmul_peak']:.0f}% of peak |")
-        for k, v in tr["bf16_vs_seed_noise"]["comparison"].items():
+        noise = tr["bf16_vs_seed_noise"]
+        for k, v in noise.get("comparison", {}).items():
             lines.append(f"| bf16 vs fp32 training ({k}) | seed noise {v['seed_noise']} | "
                          f"diff {v['bf16_minus_fp32']} ({'within' if v['within_noise'] else 'outside'} noise) |")
+        if "skipped" in noise:
+            lines.append(f"| bf16 vs fp32 training | — | {noise['skipped']} |")
     if ac:
         ms = ac["ms_per_call"]
         lines.append(f"| bf16 autocast, Linear {ac['config']['linear'][0]}², 1 row | no_grad vs inference_mode | "

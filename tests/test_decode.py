@@ -54,6 +54,38 @@ def test_the_cases_exercise_early_stops_and_row_dropping():
     assert min(lengths) < 16 and max(lengths) == 16
 
 
+SHARED = [7, 8, 9, 10, 11, 12, 13, 14]
+PREFIXED = [SHARED + [20, 21, 22], SHARED + [5], SHARED + [30, 31, 32, 33, 34, 35], SHARED + [6, 6]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shared_prefix_is_computed_once_and_gives_hf_tokens(seed):
+    model = llama(seed)
+    assert decode.common_prefix(PREFIXED) == len(SHARED)
+    assert decode.Decoder(model).generate(PREFIXED, 12, {STOP}, decode.greedy) == hf_greedy(model, PREFIXED, 12)
+
+
+def test_common_prefix_leaves_every_row_a_token_of_its_own():
+    assert decode.common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter row keeps its last token
+    assert decode.common_prefix([[1, 2], [3, 4]]) == 0
+    assert decode.common_prefix([[5, 6, 7]]) == 2  # a single row: all but its last token
+    whole = [SHARED, SHARED + [4, 5]]  # one prompt is the other's prefix
+    assert decode.Decoder(llama(1)).generate(whole, 10, {STOP}, decode.greedy) == hf_greedy(llama(1), whole, 10)
+
+
+def test_unpacked_fallback_gives_the_same_tokens(monkeypatch):
+    model = llama(2)
+    x, w = torch.randn(3, 32), torch.randn(40, 32)
+    torch.testing.assert_close(decode.Packed(w)(x), torch.nn.functional.linear(x, w))
+    packed = decode.Decoder(model)
+    assert packed.head.packed is not None  # this torch build has oneDNN: the fast path is the one under test above
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    plain = decode.Decoder(model)
+    assert plain.head.packed is None and plain.head.plain is not None
+    assert plain.generate(PROMPTS, 12, {STOP}, decode.greedy) == packed.generate(PROMPTS, 12, {STOP}, decode.greedy)
+    torch.testing.assert_close(decode.Packed(w)(x), torch.nn.functional.linear(x, w))
+
+
 def test_multi_query_and_untied_head_and_rope_scaling():
     model = llama(1, num_key_value_heads=1, tie_word_embeddings=False,
                   rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
