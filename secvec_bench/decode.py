@@ -57,14 +57,14 @@ class Packed:
 
         self.d_in = weight.shape[1]
         self.packed = self.plain = None
-        try:
-            if torch.backends.mkldnn.is_available():
+        if torch.backends.mkldnn.is_available():
+            try:  # one probe call proves the kernel runs for this dtype before generation relies on it
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
-                probe = torch.ones(1, self.d_in, dtype=weight.dtype)
-                torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+                torch.ops.mkldnn._linear_pointwise(torch.ones(1, self.d_in, dtype=weight.dtype), packed, None,
+                                                   "none", [], "")
                 self.packed = packed
-        except (RuntimeError, AttributeError, NotImplementedError):
-            self.packed = None
+            except (RuntimeError, AttributeError, NotImplementedError):
+                pass  # the op is missing or rejects this weight: the plain matmul below is the documented fallback
         if self.packed is None:
             self.plain = weight.t().contiguous()
 
@@ -170,15 +170,13 @@ class Decoder:
         tokens of the pipeline's held-out harmful prompts), and the prefix's keys and values do not depend on what
         follows it, so computing them per row is repeated work.
         """
-        torch = self.torch
         length = prefix.shape[1]
-        one = [(torch.empty((1, self.n_kv, length, self.head_dim), dtype=self.dtype),
-                torch.empty((1, self.n_kv, length, self.head_dim), dtype=self.dtype)) for _ in self.layers]
-        causal = torch.ones(length, length, dtype=torch.bool).tril()[None, None]
-        self._forward(self.embed[prefix].float(), cos[None, None], sin[None, None], one, 0, causal)
-        for (k, v), (k1, v1) in zip(caches, one):
-            k[:, :, :length] = k1
-            v[:, :, :length] = v1
+        causal = self.torch.ones(length, length, dtype=self.torch.bool).tril()[None, None]
+        first_row = [(k[:1], v[:1]) for k, v in caches]  # views: the forward writes row 0 of the real caches
+        self._forward(self.embed[prefix].float(), cos[None, None], sin[None, None], first_row, 0, causal)
+        for k, v in caches:
+            k[1:, :, :length] = k[:1, :, :length]
+            v[1:, :, :length] = v[:1, :, :length]
 
     def _logits(self, x):
         return self.head(self._norm(x, self.final_norm).to(self.dtype)).float()
