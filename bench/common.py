@@ -23,32 +23,26 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:  # run as `python bench/x.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from secvec_bench import hardware  # noqa: E402
+
 # CPU flags that matter for CPU matmul speed in torch (oneDNN picks kernels from these).
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 def cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or "unknown", set()
+    model = platform.processor() or "unknown"
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
+    flags = hardware.cpu_flags()
     return {"model": model, "simd_flags": [f for f in SIMD_FLAGS if f in flags], "logical_cpus": os.cpu_count()}
 
 
-def bf16_supported() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (avx512_bf16 or AMX); else bf16 is emulated and slow."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # older/newer torch without the private op: fall back to the CPU flags
-        return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["simd_flags"]))
+bf16_supported = hardware.cpu_bf16_native  # one definition, shared with the CLI's --bf16 warning
 
 
 def load_average() -> list[float]:

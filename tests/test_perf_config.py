@@ -87,6 +87,31 @@ def test_run_flags_set_bf16_everywhere_and_backend():
         parser.parse_args(["run", "--backend", "nope"])
 
 
+@pytest.mark.parametrize("native, bf16, device, warned", [
+    (False, True, "cpu", True), (True, True, "cpu", False), (False, False, "cpu", False), (False, True, "cuda", False)])
+def test_bf16_warning_only_where_bf16_would_be_emulated(monkeypatch, capsys, native, bf16, device, warned):
+    from secvec_bench import hardware
+    from secvec_bench.commands import run as run_cmd
+
+    monkeypatch.setattr(hardware, "cpu_bf16_native", lambda: native)
+    run_cmd.warn_slow_bf16(bf16, device)
+    err = capsys.readouterr().err
+    assert ("warning: --bf16" in err) == warned and err.count("\n") == int(warned)
+
+
+def test_cpu_bf16_native_falls_back_to_the_cpu_flags(monkeypatch):
+    from secvec_bench import hardware
+
+    def no_op():
+        raise RuntimeError("no such op")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", no_op, raising=False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert hardware.cpu_bf16_native()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "fma"})
+    assert not hardware.cpu_bf16_native()
+
+
 class _OneProcess:
     """The part of accelerate.Accelerator that train() uses, for a single process."""
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import replace
 from typing import Any
 
+from .. import hardware
 from ..errors import UserError
 from ..generation import GenConfig
 from ..defenses.safelora import DEFAULT_THRESHOLD as SAFELORA_THRESHOLD
@@ -124,12 +126,20 @@ def add_to(sub: Any) -> None:
     p.set_defaults(func=run_command)
 
 
+def warn_slow_bf16(bf16: bool, device: str) -> None:
+    """One stderr line when --bf16 would run emulated on this CPU (secvec_bench/hardware.py says why)."""
+    if bf16 and device == "cpu" and not hardware.cpu_bf16_native():
+        print("secvec-bench: warning: --bf16 on a CPU without native bf16 (avx512_bf16/AMX) is emulated and far "
+              "slower than fp32; drop --bf16 here", file=sys.stderr)
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.attack_lr <= 0:
         raise UserError(f"--attack-lr must be positive, not {args.attack_lr}")
     gen = GenConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, bf16=args.bf16,
                     backend=args.backend)
     get_backend(args.backend).check(gen)  # missing vllm / no CUDA: one line, before any work
+    warn_slow_bf16(args.bf16, args.device)
     return RunConfig(
         model=args.model,
         scenarios=args.scenario or ["explicit_harmful"],
