@@ -73,9 +73,9 @@ def run_llama_cpp(gguf_path, tok, prompts, max_new: int, threads: int) -> dict[s
     """llama.cpp single stream on the same GGUF file (Q4_1 weights), same rendered chat prompts, greedy."""
     try:
         from llama_cpp import Llama
-    except ImportError:
-        return {"generator": "llama.cpp (llama-cpp-python)", "skipped": "llama-cpp-python is not installed "
-                "(pip install llama-cpp-python builds it from source, ~5.5 min on 2 cores)"}
+    except ImportError as exc:  # not installed, or installed without its dependencies (--no-deps)
+        return {"generator": "llama.cpp (llama-cpp-python)", "skipped": f"llama-cpp-python does not import ({exc}); "
+                "pip install llama-cpp-python builds it from source, ~5.5 min on 2 cores"}
     import importlib.metadata as md
 
     from secvec_bench.chat import prompt_text

@@ -62,10 +62,15 @@ def render(folder: Path) -> str:
     if tr:
         for dt, p in tr["matmul_peak"].items():
             lines.append(f"| torch matmul peak | {p['n']}², {dt} | {p['gflops']} GFLOP/s |")
+        for dt, p in tr.get("matmul_at_model_shapes", {}).items():
+            lines.append(f"| torch matmul, the step's own linear shapes | {p['tokens']} rows, {dt} | "
+                         f"{p['gflops']} GFLOP/s |")
         for r in tr["lora_step"]:
             lines.append(f"| LoRA attack step | {r['batch']}×{r['seq_len']} tokens, {r['dtype']} | "
                          f"{r['tokens_per_second']} tok/s, {r['achieved_gflops']} GFLOP/s = "
-                         f"{100 * r['share_of_matmul_peak']:.0f}% of peak |")
+                         f"{100 * r['share_of_matmul_peak']:.0f}% of peak"
+                         + (f", {100 * r['share_of_model_shape_rate']:.0f}% of the shape rate"
+                            if "share_of_model_shape_rate" in r else "") + " |")
         noise = tr["bf16_vs_seed_noise"]
         for k, v in noise.get("comparison", {}).items():
             lines.append(f"| bf16 vs fp32 training ({k}) | seed noise {v['seed_noise']} | "
