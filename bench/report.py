@@ -87,6 +87,14 @@ def render(folder: Path) -> str:
                      f"{e2e['cold']['wall_seconds']:.0f} s |")
         lines.append(f"| same, warm | same cache, target ≤ {e2e['targets']['warm_seconds']} s | "
                      f"{e2e['warm']['wall_seconds']:.0f} s |")
+        bf = e2e.get("bf16_cold", {})
+        if "wall_seconds" in bf:
+            lines.append(f"| same with `--bf16`, cold | own fresh cache | {bf['wall_seconds']:.0f} s |")
+        for c in e2e.get("fp32_vs_bf16_refusal", []):
+            state = c["phase"] if c["phase"] != "attacked" else f"attacked, defense={c['defense']}"
+            lines.append(f"| refusal rate fp32 vs `--bf16` ({state}) | n={c['n']}, two-proportion test 95% | "
+                         f"{100 * c['fp32']:.1f}% vs {100 * c['bf16']:.1f}% "
+                         f"({'within' if c['within_noise'] else 'outside'} noise) |")
         stages = e2e["cold"]["stages"]
         lines.append("\nCold run, seconds per stage: " + ", ".join(
             f"{k} {v['seconds']:.0f}" for k, v in stages.items() if v["seconds"] is not None) + ".")
