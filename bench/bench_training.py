@@ -151,7 +151,7 @@ def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[s
     from peft import get_peft_model
 
     from secvec_bench.models import load_model, load_tokenizer
-    from secvec_bench.training import TrainConfig, answer_loss, autocast_context, lora_config
+    from secvec_bench.training import TrainConfig, answer_loss, autocast_context, frozen_linears_in_bf16, lora_config
 
     cfg = TrainConfig(bf16=bf16)
     tok = load_tokenizer(ref_path)
@@ -171,14 +171,15 @@ def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[s
         optim.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    step()  # warm-up (allocations, oneDNN primitive cache)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    with frozen_linears_in_bf16(model, bf16):  # as train() does: frozen weights cast once, not every step
+        step()  # warm-up (allocations, oneDNN primitive cache)
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        top_ops = profile_ops(step)
     best, median = min(times), sorted(times)[len(times) // 2]
-    top_ops = profile_ops(step)
     flops = step_flops(model.get_base_model(), batch, seq, labelled)
     return {"dtype": "bf16" if bf16 else "fp32", "batch": batch, "seq_len": seq, "labelled_tokens": labelled,
             "steps_timed": steps, "step_seconds_best": round(best, 4), "step_seconds_median": round(median, 4),

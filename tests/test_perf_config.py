@@ -140,6 +140,52 @@ def test_train_with_accelerator_matches_plain_train(tok):
         assert torch.allclose(p, runs[1][1][n], atol=1e-5), n
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_frozen_linears_held_in_bf16_train_exactly_like_autocast_and_are_restored(tok, monkeypatch, tied):
+    from contextlib import nullcontext
+
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    from secvec_bench import training
+
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=2, lora_r=4, seed=1, bf16=True)
+    runs = []
+    for held in (True, False):
+        if not held:  # autocast alone casts every frozen weight at each use
+            monkeypatch.setattr(training, "frozen_linears_in_bf16", lambda model, enabled: nullcontext())
+        base = tiny_model(tok, seed=3)  # ties the LM head to the embedding
+        if not tied:
+            base.lm_head.weight = torch.nn.Parameter(base.lm_head.weight.detach().clone())
+        before = [(p, p.detach().clone()) for p in base.parameters()]  # PEFT keeps these Parameter objects
+        model = get_peft_model(base, lora_config(cfg))
+        stats = training.train(model, tok, CONVS, cfg)
+        for p, original in before:  # every frozen weight is back, in fp32 and bit for bit
+            assert p.dtype == torch.float32 and torch.equal(p, original)
+        runs.append((stats.losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert runs[0][0] == runs[1][0]
+    for n, p in runs[0][1].items():
+        assert torch.equal(p, runs[1][1][n]), n
+
+
+def test_frozen_linears_in_bf16_casts_only_frozen_untied_linears(tok):
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    from secvec_bench.training import frozen_linears_in_bf16
+
+    base = tiny_model(tok)  # tied LM head: must stay fp32 with the embedding
+    model = get_peft_model(base, lora_config(TrainConfig(lora_r=4)))
+    with frozen_linears_in_bf16(model, True):
+        dtypes = {n: p.dtype for n, p in model.named_parameters()}
+        assert dtypes["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"] == torch.bfloat16
+        assert all(dtypes[n] == torch.float32 for n in dtypes if "lora_" in n or "embed" in n or "norm" in n)
+        assert base.lm_head.weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with frozen_linears_in_bf16(model, False):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_bf16_generation_on_frozen_weights_restores_flags_and_matches_trainable(tok):
     from tiny import tiny_model
 
