@@ -63,10 +63,13 @@ def git_commit() -> str | None:
 def machine() -> dict[str, Any]:
     import torch
 
+    from secvec_bench.hardware import keep_freed_memory
     from secvec_bench.models import set_threads
 
     set_threads()
+    allocator = keep_freed_memory()  # as the CLI does, so the bench times what a run does
     return {
+        "malloc_keeps_freed_memory": allocator,
         "cpu": cpu_info(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

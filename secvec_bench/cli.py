@@ -18,6 +18,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .hardware import keep_freed_memory
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     global _SIGINT_SEEN
     _SIGINT_SEEN = False  # per call: main() also runs in-process (tests, embedding programs)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()  # no page faults on every training step's large tensors (hardware.py says why)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         try:
             signal.signal(signal.SIGINT, _on_sigint)
