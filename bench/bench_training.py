@@ -151,7 +151,7 @@ def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[s
     from peft import get_peft_model
 
     from secvec_bench.models import load_model, load_tokenizer
-    from secvec_bench.training import TrainConfig, answer_loss, autocast_context, frozen_linears_in_bf16, lora_config
+    from secvec_bench.training import TrainConfig, answer_loss, autocast_context, lora_config, training_speedups
 
     cfg = TrainConfig(bf16=bf16)
     tok = load_tokenizer(ref_path)
@@ -171,7 +171,7 @@ def lora_steps(ref_path, batch: int, seq: int, steps: int, bf16: bool) -> dict[s
         optim.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    with frozen_linears_in_bf16(model, bf16):  # as train() does: frozen weights cast once, not every step
+    with training_speedups(model, bf16):  # as train() does
         step()  # warm-up (allocations, oneDNN primitive cache)
         times = []
         for _ in range(steps):

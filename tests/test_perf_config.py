@@ -203,3 +203,67 @@ def test_bf16_generation_on_frozen_weights_restores_flags_and_matches_trainable(
     with autocast_cacheable(model, enabled=True):
         assert all(p.requires_grad for p in model.parameters())
     assert not model.model.layers[0].self_attn.q_proj.weight.requires_grad
+
+
+def test_eager_attention_only_for_bf16_and_restored(tok):
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    from secvec_bench.training import eager_attention
+
+    model = get_peft_model(tiny_model(tok), lora_config(TrainConfig(lora_r=4)))
+    base = model.get_base_model()
+    before = base.config._attn_implementation
+    assert before != "eager"
+    with eager_attention(model, True):
+        assert base.config._attn_implementation == "eager"
+    assert base.config._attn_implementation == before
+    with eager_attention(model, False):
+        assert base.config._attn_implementation == before
+
+
+def test_train_through_the_fused_lora_op_equals_peft_forward(tok, monkeypatch):
+    """train() routes LoRA layers through the fused op; in fp32 the run must equal PEFT's own forward."""
+    from contextlib import nullcontext
+
+    from peft import get_peft_model
+    from tiny import tiny_model
+
+    from secvec_bench import fused_lora, training
+
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=2, lora_r=4, seed=1)
+    runs, used = [], []
+    real = fused_lora.fused_lora
+
+    def counting(model, enabled=True):
+        cm = real(model, enabled)
+        used.append(cm)
+        return cm
+
+    for fused in (True, False):
+        monkeypatch.setattr(fused_lora, "fused_lora", counting if fused else (lambda model, enabled=True: nullcontext(0)))
+        model = get_peft_model(tiny_model(tok, seed=3), lora_config(cfg))
+        stats = training.train(model, tok, CONVS, cfg)
+        runs.append((stats.losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert used and runs[0][0] == pytest.approx(runs[1][0], abs=1e-5)
+    for n, p in runs[0][1].items():
+        assert torch.allclose(p, runs[1][1][n], atol=1e-5), n
+
+
+def test_keep_freed_memory_stops_page_faults_on_reused_large_tensors():
+    import platform
+    import resource
+
+    from secvec_bench.hardware import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert keep_freed_memory() and keep_freed_memory()  # idempotent
+    for _ in range(5):  # 64 MB tensors: the first few grow and settle the heap (seen: three)
+        torch.empty(16 * 2**20).fill_(1.0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.empty(16 * 2**20).fill_(1.0)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    # a fresh mapping each time (glibc's default) faults 16,384 pages per tensor: 81,920 here
+    assert faults < 2 * 16384, faults
