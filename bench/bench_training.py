@@ -3,7 +3,9 @@
 1. Peak: best-of-N time of a 2048x2048 @ 2048x2048 torch.mm, fp32 and bf16 (2*n^3 FLOP each).
 2. LoRA attack step on SmolLM2 (the pipeline's LoRA: r16 on q,k,v,o,gate,up,down; AdamW), batch 8 x 128 tokens of
    real text, the loss on the second half of each row (prompt/answer split as in chat training), through the same
-   `answer_loss` the trainer uses; fp32 and bf16 autocast. Achieved FLOP/s = counted FLOP / step time, where
+   `answer_loss` the trainer uses, under the trainer's `training_speedups`; fp32 and bf16 autocast; and the same at
+   a larger step (`--large`, default 16 x 256 tokens), since the share of peak a 576-wide model can reach grows
+   with the rows per matmul. Achieved FLOP/s = counted FLOP / step time, where
    (T = tokens in the batch, T_a = labelled tokens, L = sequence length, B = batch):
      frozen linear layers   forward 2*N_lin*T + backward to inputs 2*N_lin*T  (no weight gradients: frozen)
      LoRA A,B               6 * r * (d_in + d_out) * T per adapted module       (forward, input grad, weight grad)
@@ -233,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--matmul-iters", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="rows of the step (and of the bf16-vs-seed check)")
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--large", default="16x256", help="a second, larger step BxL (empty: none): how the share of "
+                    "peak grows with tokens per step")
     ap.add_argument("--steps", type=int, default=5, help="timed LoRA steps per dtype (after one warm-up)")
     ap.add_argument("--noise-steps", type=int, default=8, help="train() steps per run in the bf16-vs-seed check")
     ap.add_argument("--cache-dir", default=None)
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.matmul_n, args.matmul_iters, args.batch, args.seq_len, args.steps, args.noise_steps = 512, 2, 2, 32, 1, 1
+        args.large = "2x64"
 
     import torch
 
@@ -256,13 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     model_cfg = AutoConfig.from_pretrained(ref.path)
-    shape_rates = {dt: model_shape_rate(model_cfg, args.batch * args.seq_len, dt) for dt in dtypes}
+    sizes = [(args.batch, args.seq_len)]
+    if args.large:
+        b, l = (int(v) for v in args.large.lower().split("x"))
+        sizes.append((b, l))
+    shape_rates = {}
     for dt in dtypes:
-        r = lora_steps(ref.path, args.batch, args.seq_len, args.steps, bf16=dt == "bfloat16")
-        r["share_of_matmul_peak"] = round(r["achieved_gflops"] / peaks[dt]["gflops"], 4)
-        r["model_shape_matmul_gflops"] = shape_rates[dt]["gflops"]
-        r["share_of_model_shape_rate"] = round(r["achieved_gflops"] / shape_rates[dt]["gflops"], 4)
-        rows.append(r)
+        for b, l in sizes:
+            rate = model_shape_rate(model_cfg, b * l, dt)
+            shape_rates[f"{dt}@{b * l}"] = rate
+            r = lora_steps(ref.path, b, l, args.steps, bf16=dt == "bfloat16")
+            r["share_of_matmul_peak"] = round(r["achieved_gflops"] / peaks[dt]["gflops"], 4)
+            r["model_shape_matmul_gflops"] = rate["gflops"]
+            r["share_of_model_shape_rate"] = round(r["achieved_gflops"] / rate["gflops"], 4)
+            rows.append(r)
     noise = seed_noise(ref.path, args.noise_steps, args.batch, max_len=256,  # the pipeline default
                        with_bf16="bfloat16" in dtypes)
     payload = {

@@ -62,8 +62,8 @@ def render(folder: Path) -> str:
     if tr:
         for dt, p in tr["matmul_peak"].items():
             lines.append(f"| torch matmul peak | {p['n']}², {dt} | {p['gflops']} GFLOP/s |")
-        for dt, p in tr.get("matmul_at_model_shapes", {}).items():
-            lines.append(f"| torch matmul, the step's own linear shapes | {p['tokens']} rows, {dt} | "
+        for p in tr.get("matmul_at_model_shapes", {}).values():
+            lines.append(f"| torch matmul, the step's own linear shapes | {p['tokens']} rows, {p['dtype']} | "
                          f"{p['gflops']} GFLOP/s |")
         for r in tr["lora_step"]:
             lines.append(f"| LoRA attack step | {r['batch']}×{r['seq_len']} tokens, {r['dtype']} | "
