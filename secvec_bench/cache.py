@@ -27,7 +27,7 @@ from .progress import status
 # Bump a stage's version when its code changes what it produces, so old cache entries stop matching.
 STAGE_VERSIONS = {
     # 2: LoRA init seeded (reproducible across processes); 3: fused LoRA op, blockwise head loss and (bf16 on the
-    # CPU) eager attention in training: the same arithmetic in another float order, so not bit-identical to 2
+    # CPU) grouped attention in training: the same arithmetic in another float order, so not bit-identical to 2
     "align": 3,
     "adapter": 3,
     "attack": 3,

@@ -146,19 +146,24 @@ def frozen_linears_in_bf16(model: Any, enabled: bool):
 
 
 @contextmanager
-def eager_attention(model: Any, enabled: bool):
-    """Use transformers' eager attention (matmul, soft-max, matmul) instead of SDPA for a bf16 CPU training stage.
+def bf16_attention(model: Any, enabled: bool):
+    """For a bf16 CPU training stage, replace SDPA by our grouped attention (`grouped_attention.py`), or by
+    transformers' eager attention for model families it does not cover; restore the model's own after.
 
-    Why: torch's CPU flash-attention backward is slow in bf16 at training lengths. In a bf16 LoRA step on SmolLM2
-    (8 x 128 tokens, 2-core AMX Xeon, 2026-12-05) it took 320 ms of ~1.7 s, against 52 ms for eager attention's
-    batched matmuls, and the step ran 1.33 s with eager attention against 1.55 s with SDPA. In fp32 the two are
-    within noise, so fp32 stages keep SDPA. The arithmetic is the same attention; only rounding differs.
+    Why not SDPA: torch's CPU flash-attention backward is slow in bf16 at training lengths. In a bf16 LoRA step on
+    SmolLM2 (8 x 128 tokens, 2-core AMX Xeon, 2026-12-05) it took 320 ms of ~1.7 s, against 52 ms for eager
+    attention's batched matmuls, and the step ran 1.33 s with eager attention against 1.55 s with SDPA. Why not
+    eager: its copies and fp32 passes around those matmuls (`grouped_attention.py` says which) grow with the square
+    of the length. In fp32 SDPA and eager are within noise, so fp32 stages keep SDPA. The arithmetic is the same
+    attention; only rounding differs.
     """
+    from . import grouped_attention
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     before = getattr(getattr(base, "config", None), "_attn_implementation", None)
-    switch = enabled and before not in (None, "eager") and hasattr(base, "set_attn_implementation")
+    switch = enabled and before is not None and hasattr(base, "set_attn_implementation")
     if switch:
-        base.set_attn_implementation("eager")
+        base.set_attn_implementation(grouped_attention.IMPLEMENTATION if grouped_attention.supported(base) else "eager")
     try:
         yield
     finally:
@@ -170,13 +175,13 @@ def eager_attention(model: Any, enabled: bool):
 def training_speedups(model: Any, bf16: bool):
     """Everything a training stage runs under for speed; each part's docstring says why and what it measured.
 
-    The fused LoRA op everywhere; on the CPU under bf16 also frozen weights held in bf16 and eager attention.
+    The fused LoRA op everywhere; on the CPU under bf16 also frozen weights held in bf16 and `bf16_attention`.
     `bench/bench_training.py` times its step under this same context.
     """
     from .fused_lora import fused_lora
 
     cpu_bf16 = bf16 and _on_cpu(model)
-    with frozen_linears_in_bf16(model, cpu_bf16), eager_attention(model, cpu_bf16), fused_lora(model):
+    with frozen_linears_in_bf16(model, cpu_bf16), bf16_attention(model, cpu_bf16), fused_lora(model):
         yield
 
 

@@ -205,21 +205,27 @@ def test_bf16_generation_on_frozen_weights_restores_flags_and_matches_trainable(
     assert not model.model.layers[0].self_attn.q_proj.weight.requires_grad
 
 
-def test_eager_attention_only_for_bf16_and_restored(tok):
+def test_bf16_attention_only_for_bf16_and_restored(tok):
+    """Grouped attention for a Llama under PEFT, eager for a family it does not cover, the model's own after."""
     from peft import get_peft_model
     from tiny import tiny_model
 
-    from secvec_bench.training import eager_attention
+    from secvec_bench.grouped_attention import IMPLEMENTATION
+    from secvec_bench.training import bf16_attention
 
     model = get_peft_model(tiny_model(tok), lora_config(TrainConfig(lora_r=4)))
     base = model.get_base_model()
     before = base.config._attn_implementation
-    assert before != "eager"
-    with eager_attention(model, True):
+    assert before not in ("eager", IMPLEMENTATION)
+    with bf16_attention(model, True):
+        assert base.config._attn_implementation == IMPLEMENTATION
+    assert base.config._attn_implementation == before
+    with bf16_attention(model, False):
+        assert base.config._attn_implementation == before
+    base.config.model_type = "gemma2"  # soft-capped attention: not ours to compute
+    with bf16_attention(model, True):
         assert base.config._attn_implementation == "eager"
     assert base.config._attn_implementation == before
-    with eager_attention(model, False):
-        assert base.config._attn_implementation == before
 
 
 def test_train_through_the_fused_lora_op_equals_peft_forward(tok, monkeypatch):
