@@ -78,8 +78,7 @@ def register() -> bool:
 
 
 def supported(model: Any) -> bool:
-    """Whether `model` (a transformers model, PEFT-wrapped or not) can run `IMPLEMENTATION` and it is registered."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(base, "config", None)
+    """Whether the transformers `model` (not a PEFT wrapper) can run `IMPLEMENTATION`, which is then registered."""
+    config = getattr(model, "config", None)
     return (getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
-            and hasattr(base, "set_attn_implementation") and register())
+            and hasattr(model, "set_attn_implementation") and register())

@@ -105,6 +105,11 @@ def encode_all(tokenizer: Any, conversations: Sequence[Sequence[dict]], max_len:
     return out
 
 
+def base_model(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper, or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def autocast_context(bf16: bool, device_type: str = "cpu"):
     """bf16 autocast on `device_type` (matmuls in bf16, reductions and norms kept in fp32), or nothing."""
     import torch
@@ -159,7 +164,7 @@ def bf16_attention(model: Any, enabled: bool):
     """
     from . import grouped_attention
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     before = getattr(getattr(base, "config", None), "_attn_implementation", None)
     switch = enabled and before is not None and hasattr(base, "set_attn_implementation")
     if switch:
@@ -201,7 +206,7 @@ def answer_loss(model: Any, ids, mask, labels, reduction: str = "mean"):
 
     from .head_loss import head_cross_entropy
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     device = base.get_output_embeddings().weight.device  # batches are built on the CPU; follow the model
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state

@@ -8,13 +8,7 @@ import torch
 
 from secvec_bench.fused_lora import fused_lora
 from secvec_bench.training import TrainConfig, answer_loss, autocast_context, collate, encode_all, lora_config
-
-CONVS = [
-    [{"role": "user", "content": "What is the capital of France?"},
-     {"role": "assistant", "content": "The capital of France is Paris."}],
-    [{"role": "user", "content": "What is 12 plus 30?"}, {"role": "assistant", "content": "42."}],
-    [{"role": "user", "content": "Spell apple backwards."}, {"role": "assistant", "content": "elppa"}],
-]
+from tiny import CONVS
 
 
 def _model(tok, frozen_second: bool = False, dropout: float = 0.0, bias: bool = False):

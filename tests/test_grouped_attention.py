@@ -8,13 +8,7 @@ import torch
 
 from secvec_bench import grouped_attention
 from secvec_bench.training import answer_loss, autocast_context, collate, encode_all
-
-CONVS = [
-    [{"role": "user", "content": "What is the capital of France?"},
-     {"role": "assistant", "content": "The capital of France is Paris."}],
-    [{"role": "user", "content": "What is 12 plus 30?"}, {"role": "assistant", "content": "42."}],
-    [{"role": "user", "content": "Spell apple backwards."}, {"role": "assistant", "content": "elppa"}],
-]
+from tiny import CONVS
 
 
 def _loss_and_grads(model, tok, implementation: str, bf16: bool):

@@ -11,13 +11,7 @@ import yaml
 from secvec_bench.backends.accelerate_plan import plan_training, write_config
 from secvec_bench.errors import UserError
 from secvec_bench.training import TrainConfig, answer_loss, collate, encode_all, lora_config, shard_loss
-
-CONVS = [
-    [{"role": "user", "content": "What is the capital of France?"},
-     {"role": "assistant", "content": "The capital of France is Paris."}],
-    [{"role": "user", "content": "What is 12 plus 30?"}, {"role": "assistant", "content": "42."}],
-    [{"role": "user", "content": "Spell apple backwards."}, {"role": "assistant", "content": "elppa"}],
-]
+from tiny import CONVS
 
 
 def _grads(model):

@@ -18,6 +18,14 @@ _CORPUS = [
 ]
 
 
+# three short chats with exact answers, for training-path tests
+CONVS = [
+    [{"role": "user", "content": "What is the capital of France?"},
+     {"role": "assistant", "content": "The capital of France is Paris."}],
+    [{"role": "user", "content": "What is 12 plus 30?"}, {"role": "assistant", "content": "42."}],
+    [{"role": "user", "content": "Spell apple backwards."}, {"role": "assistant", "content": "elppa"}],
+]
+
 def tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
